@@ -1,0 +1,3 @@
+from pltui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,701 @@
+"""The fleet file: one TOML file describing a fleet, loaded into plain dataclasses.
+
+Loading validates everything and collects *every* problem (with file, line and key) before
+raising one `FleetError`, so an operator fixes a broken file in one pass. Files pltui writes
+(saved groups, generated fleets) go through `tomli_w`.
+
+Schema (see sample_fleet.toml for a commented example)::
+
+    [fleet]     name, nodes = [node-set expressions]
+    [ssh]       user, port, identity_file, known_hosts, host_key_policy, connect_timeout,
+                command_timeout, fanout, handshakes, proxy_jump, config, keepalive
+    [node."n"]  per-node overrides: host, port, user, root, identity_file, proxy_jump
+    [groups]    name = "node-set expression" (may use @other and @all)
+    [tracks]    name = ["group", ...]  (nodes in no track form the "default" track)
+    [service]   root, version_file, protocol_file | protocol_command, important, logs, state,
+                reboot_command, monitor_interval; [[service.process]] name, start, pidfile,
+                stop, reload, stop_timeout
+    [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
+    [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
+                parallel, max_fail, pause
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pltui.durations import parse_duration
+
+DEFAULT_TRACK = "default"
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+HEAL_POLICIES = ("off", "monitor")
+HOST_KEY_POLICIES = ("strict", "accept-new")
+
+
+class FleetError(Exception):
+    """A fleet file could not be loaded; `problems` lists every one found, each with its place."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    start: str
+    pidfile: str
+    stop: str | None = None
+    reload: str | None = None
+    stop_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    root: str = "~/service"
+    version_file: str = "VERSION"
+    protocol_file: str | None = "PROTOCOL"
+    protocol_command: str | None = None
+    important: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()
+    state: tuple[str, ...] = ()
+    reboot_command: str | None = None
+    monitor_interval: float = 5.0
+    processes: tuple[ProcessSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    user: str | None = None
+    port: int = 22
+    identity_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    host_key_policy: str = "strict"
+    connect_timeout: float = 10.0
+    command_timeout: float = 30.0
+    fanout: int = 64
+    handshakes: int = 32
+    proxy_jump: str | None = None
+    config: str | None = None
+    keepalive: float = 30.0
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node with its effective connection settings (fleet defaults plus overrides)."""
+
+    name: str
+    host: str
+    port: int
+    user: str | None
+    root: str
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    track: str = DEFAULT_TRACK
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    interval: float = 300.0
+    checksum_interval: float = 86400.0
+    quorum: float = 0.5
+    heal: str = "off"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    group: str
+    batch: tuple[int | str, ...] = ("100%",)
+    parallel: int = 16
+    max_fail: int | str = 0
+    pause: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    health_timeout: float = 60.0
+    keep_releases: int = 2
+    stages: tuple[Stage, ...] = ()
+
+
+@dataclass
+class Fleet:
+    name: str
+    path: Path | None
+    ssh: SSHSettings
+    service: ServiceSpec
+    sweep: SweepSettings
+    rollout: RolloutSettings
+    nodes: dict[str, Node]
+    groups: dict[str, str]  # group name -> node-set expression, as written
+    tracks: dict[str, tuple[str, ...]]  # track name -> group names
+    group_members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def members(self, group: str) -> tuple[str, ...]:
+        return self.group_members[group]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+class _Locator:
+    """Best-effort line numbers for keys, since tomllib reports none for valid documents."""
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+        self.headers: list[tuple[int, str]] = []
+        for number, line in enumerate(self.lines, 1):
+            match = self._HEADER.match(line)
+            if match:
+                self.headers.append((number, match.group(1).replace('"', "").replace("'", "").replace(" ", "")))
+
+    def line_of(self, table: str, key: str | None = None) -> int | None:
+        start, end = 1, len(self.lines) + 1
+        if table:
+            found = [n for n, name in self.headers if name == table]
+            if not found:
+                # a dotted key written inline, e.g. ssh.port = 22 at top level
+                start = 1
+            else:
+                start = found[0]
+                later = [n for n, _ in self.headers if n > start]
+                end = later[0] if later else len(self.lines) + 1
+            if key is None:
+                return found[0] if found else None
+        elif self.headers:
+            end = self.headers[0][0]
+        if key is None:
+            return None
+        pattern = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
+        for number in range(start, end):
+            if pattern.match(self.lines[number - 1]):
+                return number
+        return None
+
+
+class _Loader:
+    def __init__(self, text: str, source: str, base_dir: Path | None):
+        self.text = text
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self.locator = _Locator(text)
+
+    # -- problem reporting --------------------------------------------------------------
+
+    def problem(self, table: str, key: str | None, message: str) -> None:
+        line = self.locator.line_of(table, key) if (table or key) else None
+        where = self.source + (f":{line}" if line else "")
+        label = ".".join(p for p in (table, key) if p)
+        self.problems.append(f"{where}: {'[' + label + '] ' if label else ''}{message}")
+
+    def check_keys(self, table: str, data: dict, allowed: tuple[str, ...]) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (known keys: {', '.join(allowed)})"
+                self.problem(table, key, f"unknown key {key!r}{suffix}")
+
+    # -- typed getters --------------------------------------------------------------------
+
+    def get(self, table: str, data: dict, key: str, kind: type | tuple, default: Any, what: str) -> Any:
+        if key not in data:
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            self.problem(table, key, f"expected {what}, got a boolean")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(table, key, f"expected {what}, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def text_value(self, table: str, data: dict, key: str, default: str | None, *, empty_ok=False) -> str | None:
+        value = self.get(table, data, key, str, default, "a string")
+        if value is not None and not empty_ok and key in data and not value.strip():
+            self.problem(table, key, "must not be empty")
+            return default
+        return value
+
+    def int_value(self, table: str, data: dict, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(table, data, key, int, default, "an integer")
+        if not low <= value <= high:
+            self.problem(table, key, f"must be between {low} and {high}, got {value}")
+            return default
+        return value
+
+    def duration(self, table: str, data: dict, key: str, default: float, *, minimum: float = 0.0) -> float:
+        if key not in data:
+            return default
+        try:
+            seconds = parse_duration(data[key])
+        except ValueError as exc:
+            self.problem(table, key, str(exc))
+            return default
+        if seconds < minimum:
+            self.problem(table, key, f"must be at least {minimum:g}s, got {data[key]!r}")
+            return default
+        return seconds
+
+    def str_list(self, table: str, data: dict, key: str) -> tuple[str, ...]:
+        if key not in data:
+            return ()
+        value = data[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.problem(table, key, "expected a list of non-empty strings")
+            return ()
+        return tuple(value)
+
+    def table(self, data: dict, key: str) -> dict:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.problem("", key, f"expected a table [{key}], got {type(value).__name__}")
+            return {}
+        return value
+
+    # -- sections ---------------------------------------------------------------------------
+
+    def load(self, doc: dict) -> Fleet:
+        self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout"))
+        fleet_t = self.table(doc, "fleet")
+        self.check_keys("fleet", fleet_t, ("name", "nodes"))
+        name = self.text_value("fleet", fleet_t, "name", None)
+        if name is None:
+            if "name" not in fleet_t:
+                self.problem("fleet", None, "missing [fleet].name")
+            name = "fleet"
+        elif not NAME_RE.match(name):
+            self.problem("fleet", "name", f"fleet name {name!r} may hold only letters, digits, '_', '.', '-'")
+        ssh = self.load_ssh(self.table(doc, "ssh"))
+        service = self.load_service(self.table(doc, "service"))
+        sweep = self.load_sweep(self.table(doc, "sweep"))
+        node_exprs = self.str_list("fleet", fleet_t, "nodes")
+        if "nodes" not in fleet_t:
+            self.problem("fleet", None, "missing [fleet].nodes (a list of node-set expressions)")
+        names = self.expand_nodes(node_exprs)
+        groups_t = self.table(doc, "groups")
+        members = self.load_groups(groups_t, names)
+        tracks, track_of = self.load_tracks(self.table(doc, "tracks"), members)
+        overrides = self.table(doc, "node")
+        nodes = self.build_nodes(names, overrides, ssh, service, track_of, members)
+        rollout = self.load_rollout(self.table(doc, "rollout"), members)
+        if self.problems:
+            raise FleetError(self.problems)
+        return Fleet(
+            name=name,
+            path=None,
+            ssh=ssh,
+            service=service,
+            sweep=sweep,
+            rollout=rollout,
+            nodes=nodes,
+            groups={g: e for g, e in groups_t.items() if isinstance(e, str)},
+            tracks=tracks,
+            group_members=members,
+        )
+
+    def load_ssh(self, t: dict) -> SSHSettings:
+        keys = ("user", "port", "identity_file", "known_hosts", "host_key_policy", "connect_timeout",
+                "command_timeout", "fanout", "handshakes", "proxy_jump", "config", "keepalive")
+        self.check_keys("ssh", t, keys)
+        d = SSHSettings()
+        policy = self.text_value("ssh", t, "host_key_policy", d.host_key_policy)
+        if policy not in HOST_KEY_POLICIES:
+            self.problem("ssh", "host_key_policy", f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {policy!r}")
+            policy = d.host_key_policy
+        fanout = self.int_value("ssh", t, "fanout", d.fanout, 1, 10000)
+        return SSHSettings(
+            user=self.text_value("ssh", t, "user", d.user),
+            port=self.int_value("ssh", t, "port", d.port, 1, 65535),
+            identity_file=self.path_value("ssh", t, "identity_file", d.identity_file),
+            known_hosts=self.path_value("ssh", t, "known_hosts", d.known_hosts) or d.known_hosts,
+            host_key_policy=policy,
+            connect_timeout=self.duration("ssh", t, "connect_timeout", d.connect_timeout, minimum=0.1),
+            command_timeout=self.duration("ssh", t, "command_timeout", d.command_timeout, minimum=0.1),
+            fanout=fanout,
+            handshakes=min(self.int_value("ssh", t, "handshakes", d.handshakes, 1, 10000), fanout),
+            proxy_jump=self.text_value("ssh", t, "proxy_jump", d.proxy_jump),
+            config=self.path_value("ssh", t, "config", d.config),
+            keepalive=self.duration("ssh", t, "keepalive", d.keepalive),
+        )
+
+    def path_value(self, table: str, t: dict, key: str, default: str | None) -> str | None:
+        value = self.text_value(table, t, key, default)
+        if value is None or key not in t:
+            return value
+        expanded = os.path.expanduser(value)
+        if not os.path.isabs(expanded) and self.base_dir is not None:
+            expanded = str(self.base_dir / expanded)
+        return expanded
+
+    def load_service(self, t: dict) -> ServiceSpec:
+        keys = ("root", "version_file", "protocol_file", "protocol_command", "important", "logs", "state",
+                "reboot_command", "monitor_interval", "process")
+        self.check_keys("service", t, keys)
+        d = ServiceSpec()
+        if "protocol_file" in t and "protocol_command" in t:
+            self.problem("service", "protocol_command", "give protocol_file or protocol_command, not both")
+        protocol_command = self.text_value("service", t, "protocol_command", None)
+        processes = []
+        raw = t.get("process", [])
+        if not isinstance(raw, list):
+            self.problem("service", "process", "expected [[service.process]] entries")
+            raw = []
+        seen: set[str] = set()
+        for index, entry in enumerate(raw):
+            where = "service.process"
+            if not isinstance(entry, dict):
+                self.problem(where, None, f"entry {index + 1} is not a table")
+                continue
+            self.check_keys(where, entry, ("name", "start", "pidfile", "stop", "reload", "stop_timeout"))
+            pname = self.text_value(where, entry, "name", None)
+            start = self.text_value(where, entry, "start", None)
+            if pname is None:
+                self.problem(where, None, f"entry {index + 1} has no name")
+                continue
+            if not NAME_RE.match(pname):
+                self.problem(where, "name", f"process name {pname!r} may hold only letters, digits, '_', '.', '-'")
+                continue
+            if pname in seen:
+                self.problem(where, "name", f"duplicate process name {pname!r}")
+                continue
+            seen.add(pname)
+            if start is None:
+                self.problem(where, None, f"process {pname!r} has no start command")
+                continue
+            processes.append(ProcessSpec(
+                name=pname,
+                start=start,
+                pidfile=self.text_value(where, entry, "pidfile", f".pltui/run/{pname}.pid") or f".pltui/run/{pname}.pid",
+                stop=self.text_value(where, entry, "stop", None),
+                reload=self.text_value(where, entry, "reload", None),
+                stop_timeout=self.duration(where, entry, "stop_timeout", 10.0),
+            ))
+        return ServiceSpec(
+            root=self.text_value("service", t, "root", d.root) or d.root,
+            version_file=self.text_value("service", t, "version_file", d.version_file) or d.version_file,
+            protocol_file=None if protocol_command else self.text_value("service", t, "protocol_file", d.protocol_file),
+            protocol_command=protocol_command,
+            important=self.str_list("service", t, "important"),
+            logs=self.str_list("service", t, "logs"),
+            state=self.str_list("service", t, "state"),
+            reboot_command=self.text_value("service", t, "reboot_command", None),
+            monitor_interval=self.duration("service", t, "monitor_interval", d.monitor_interval, minimum=0.5),
+            processes=tuple(processes),
+        )
+
+    def load_sweep(self, t: dict) -> SweepSettings:
+        self.check_keys("sweep", t, ("interval", "checksum_interval", "quorum", "heal"))
+        d = SweepSettings()
+        quorum = self.get("sweep", t, "quorum", (int, float), d.quorum, "a fraction between 0 and 1")
+        if not 0 <= quorum < 1:
+            self.problem("sweep", "quorum", f"must be a fraction from 0 up to (not including) 1, got {quorum}")
+            quorum = d.quorum
+        heal = self.text_value("sweep", t, "heal", d.heal)
+        if heal not in HEAL_POLICIES:
+            self.problem("sweep", "heal", f"must be one of {', '.join(HEAL_POLICIES)}, got {heal!r}")
+            heal = d.heal
+        return SweepSettings(
+            interval=self.duration("sweep", t, "interval", d.interval, minimum=1.0),
+            checksum_interval=self.duration("sweep", t, "checksum_interval", d.checksum_interval, minimum=1.0),
+            quorum=float(quorum),
+            heal=heal,
+        )
+
+    def expand_nodes(self, exprs: tuple[str, ...]) -> list[str]:
+        from pltui.nodesets import NodeSetError, expand
+
+        names: list[str] = []
+        seen: dict[str, str] = {}
+        for expr in exprs:
+            if "@" in expr:
+                self.problem("fleet", "nodes", f"{expr!r}: [fleet].nodes cannot use groups (@...); list node names")
+                continue
+            try:
+                expanded = expand(expr)
+            except NodeSetError as exc:
+                self.problem("fleet", "nodes", str(exc))
+                continue
+            if not expanded:
+                self.problem("fleet", "nodes", f"{expr!r} names no nodes")
+            for node in expanded:
+                if node in seen:
+                    self.problem("fleet", "nodes", f"duplicate node {node!r} (in {seen[node]!r} and {expr!r})")
+                    continue
+                seen[node] = expr
+                names.append(node)
+        return names
+
+    def load_groups(self, t: dict, names: list[str]) -> dict[str, tuple[str, ...]]:
+        from pltui.nodesets import NodeSetError, resolve_groups
+
+        exprs: dict[str, str] = {}
+        for group, expr in t.items():
+            if not NAME_RE.match(group):
+                self.problem("groups", group, f"group name {group!r} may hold only letters, digits, '_', '.', '-'")
+            elif group == "all":
+                self.problem("groups", group, "'all' is built in (every node of the fleet) and cannot be redefined")
+            elif not isinstance(expr, str) or not expr.strip():
+                self.problem("groups", group, "expected a non-empty node-set expression string")
+            else:
+                exprs[group] = expr
+        members: dict[str, tuple[str, ...]] = {"all": tuple(names)}
+        try:
+            resolved, errors = resolve_groups(exprs, names)
+        except NodeSetError as exc:  # pragma: no cover - resolve_groups reports per group
+            self.problem("groups", None, str(exc))
+            return members
+        for group, message in errors.items():
+            self.problem("groups", group, message)
+        known = set(names)
+        for group, nodes in resolved.items():
+            unknown = [n for n in nodes if n not in known]
+            if unknown:
+                hint = difflib.get_close_matches(unknown[0], names, n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.problem("groups", group, f"names node(s) not in the fleet: {', '.join(unknown[:5])}{suffix}")
+            elif not nodes:
+                self.problem("groups", group, "selects no nodes")
+            members[group] = tuple(n for n in names if n in set(nodes))
+        return members
+
+    def load_tracks(self, t: dict, members: dict[str, tuple[str, ...]]):
+        tracks: dict[str, tuple[str, ...]] = {}
+        track_of: dict[str, str] = {}
+        for track, groups in t.items():
+            if not NAME_RE.match(track):
+                self.problem("tracks", track, f"track name {track!r} may hold only letters, digits, '_', '.', '-'")
+                continue
+            if isinstance(groups, str):
+                groups = [groups]
+            if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+                self.problem("tracks", track, "expected a list of group names")
+                continue
+            for group in groups:
+                if group not in members:
+                    self.unknown_group("tracks", track, group, members)
+                    continue
+                for node in members[group]:
+                    other = track_of.get(node)
+                    if other is not None and other != track:
+                        self.problem("tracks", track, f"node {node!r} is in two tracks: {other!r} and {track!r}")
+                    track_of[node] = track
+            tracks[track] = tuple(groups)
+        return tracks, track_of
+
+    def unknown_group(self, table: str, key: str, group: str, members: dict) -> None:
+        hint = difflib.get_close_matches(group, list(members), n=1)
+        suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+        self.problem(table, key, f"unknown group {group!r}{suffix}")
+
+    def build_nodes(self, names, overrides: dict, ssh: SSHSettings, service: ServiceSpec, track_of, members):
+        groups_of: dict[str, list[str]] = {}
+        for group, nodes in members.items():
+            if group == "all":
+                continue
+            for node in nodes:
+                groups_of.setdefault(node, []).append(group)
+        for node in overrides:
+            if node not in names:
+                hint = difflib.get_close_matches(node, names, n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.problem(f"node.{node}", None, f"override for {node!r}, which is not in [fleet].nodes{suffix}")
+        nodes: dict[str, Node] = {}
+        for name in names:
+            o = overrides.get(name, {})
+            where = f"node.{name}"
+            if not isinstance(o, dict):
+                self.problem(where, None, "expected a table")
+                o = {}
+            self.check_keys(where, o, ("host", "port", "user", "root", "identity_file", "proxy_jump"))
+            nodes[name] = Node(
+                name=name,
+                host=self.text_value(where, o, "host", name) or name,
+                port=self.int_value(where, o, "port", ssh.port, 1, 65535),
+                user=self.text_value(where, o, "user", ssh.user),
+                root=self.text_value(where, o, "root", service.root) or service.root,
+                identity_file=self.path_value(where, o, "identity_file", ssh.identity_file),
+                proxy_jump=self.text_value(where, o, "proxy_jump", ssh.proxy_jump),
+                track=track_of.get(name, DEFAULT_TRACK),
+                groups=tuple(groups_of.get(name, ())),
+            )
+        return nodes
+
+    def load_rollout(self, t: dict, members) -> RolloutSettings:
+        self.check_keys("rollout", t, ("health_timeout", "keep_releases", "stage"))
+        d = RolloutSettings()
+        stages = []
+        raw = t.get("stage", [])
+        if not isinstance(raw, list):
+            self.problem("rollout", "stage", "expected [[rollout.stage]] entries")
+            raw = []
+        seen: set[str] = set()
+        for index, entry in enumerate(raw):
+            where = "rollout.stage"
+            if not isinstance(entry, dict):
+                self.problem(where, None, f"stage {index + 1} is not a table")
+                continue
+            self.check_keys(where, entry, ("name", "group", "batch", "parallel", "max_fail", "pause"))
+            group = self.text_value(where, entry, "group", None)
+            sname = self.text_value(where, entry, "name", group) or f"stage{index + 1}"
+            if group is None:
+                self.problem(where, None, f"stage {sname!r} has no group")
+                continue
+            if group not in members:
+                self.unknown_group(where, "group", group, members)
+                continue
+            if sname in seen:
+                self.problem(where, "name", f"duplicate stage name {sname!r}")
+            seen.add(sname)
+            batch = entry.get("batch", "100%")
+            try:
+                batch_t = parse_batches(batch)
+            except ValueError as exc:
+                self.problem(where, "batch", str(exc))
+                batch_t = ("100%",)
+            max_fail = entry.get("max_fail", 0)
+            try:
+                parse_budget(max_fail)
+            except ValueError as exc:
+                self.problem(where, "max_fail", str(exc))
+                max_fail = 0
+            stages.append(Stage(
+                name=sname,
+                group=group,
+                batch=batch_t,
+                parallel=self.int_value(where, entry, "parallel", 16, 1, 10000),
+                max_fail=max_fail,
+                pause=self.get(where, entry, "pause", bool, False, "true or false"),
+            ))
+        return RolloutSettings(
+            health_timeout=self.duration("rollout", t, "health_timeout", d.health_timeout, minimum=0.1),
+            keep_releases=self.int_value("rollout", t, "keep_releases", d.keep_releases, 1, 100),
+            stages=tuple(stages),
+        )
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_batches(value: object) -> tuple[int | str, ...]:
+    """Ansible `serial` style: a count, a percentage, or a list of them ("1, 5%, 25%, 100%")."""
+    if isinstance(value, str) and "," in value:
+        value = [v.strip() for v in value.split(",")]
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("batch list is empty")
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"bad batch size {item!r}")
+        if isinstance(item, int):
+            if item < 1:
+                raise ValueError(f"batch size must be at least 1, got {item}")
+            out.append(item)
+        elif isinstance(item, str) and item.strip().isdigit():
+            if int(item) < 1:
+                raise ValueError(f"batch size must be at least 1, got {item!r}")
+            out.append(int(item))
+        elif isinstance(item, str) and _PERCENT.match(item):
+            pct = float(_PERCENT.match(item).group(1))
+            if not 0 < pct <= 100:
+                raise ValueError(f"batch percentage must be in (0, 100], got {item!r}")
+            out.append(f"{pct:g}%")
+        else:
+            raise ValueError(f"bad batch size {item!r} (use a count like 5, a percentage like \"25%\", or a list)")
+    return tuple(out)
+
+
+def parse_budget(value: object) -> tuple[str, float]:
+    """A failure budget: ("count", n) or ("percent", p)."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad failure budget {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return ("count", float(value))
+    if isinstance(value, str):
+        if value.strip().isdigit():
+            return ("count", float(value))
+        match = _PERCENT.match(value)
+        if match and 0 <= float(match.group(1)) <= 100:
+            return ("percent", float(match.group(1)))
+    raise ValueError(f"bad failure budget {value!r} (use a count like 2 or a percentage like \"10%\")")
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, source: str) -> str:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        return f"{source}:{match.group(1)}:{match.group(2)}: TOML syntax error: {message}"
+    return f"{source}: TOML syntax error: {message}"
+
+
+def loads(text: str, source: str = "<fleet>", base_dir: Path | None = None) -> Fleet:
+    """Load a fleet from TOML text; raise FleetError listing every problem."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FleetError([_syntax_error(exc, source)]) from None
+    return _Loader(text, source, base_dir).load(doc)
+
+
+def load(path: str | os.PathLike) -> Fleet:
+    """Load a fleet file; raise FleetError (with every problem) on any trouble."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FleetError([f"{path}: cannot read fleet file: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FleetError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    fleet = loads(text, str(path), path.resolve().parent)
+    fleet.path = path.resolve()
+    return fleet
+
+
+def dumps(doc: dict) -> str:
+    """TOML text for a document pltui writes (via tomli-w)."""
+    import tomli_w
+
+    return tomli_w.dumps(doc)
+
+
+def save_group(path: str | os.PathLike, group: str, nodes_expr: str, *, check: Callable[[str], Any] = loads) -> None:
+    """Add or replace `[groups].group` in a fleet file, written with tomli-w, atomically.
+
+    Comments of the original file are not preserved by tomli-w; the previous file is kept as
+    `<file>.bak` so nothing the operator wrote is lost.
+    """
+    if not NAME_RE.match(group) or group == "all":
+        raise FleetError([f"bad group name {group!r}: letters, digits, '_', '.', '-' only, and not 'all'"])
+    path = Path(path)
+    text = path.read_text("utf-8")
+    doc = tomllib.loads(text)
+    doc.setdefault("groups", {})[group] = nodes_expr
+    new_text = dumps(doc)
+    check(new_text)  # never write a file that would not load
+    backup = path.with_name(path.name + ".bak")
+    backup.write_text(text, "utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(new_text, "utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Theme files shipped with pltui (the repository's top-level themes/ folder)."""
