@@ -1,0 +1,398 @@
+"""SSH transport: one pooled asyncssh connection per node, bounded, timed, host keys verified.
+
+- A connection per node is opened on first use and reused until it dies (then re-opened).
+- `fanout` bounds concurrent node operations, `handshakes` bounds concurrent connects (sshd
+  drops bursts of simultaneous handshakes), a per-node lock stops duplicate connects.
+- Every stage is bounded: connect (TCP + banner + kex + auth) by `connect_timeout`, commands by
+  `command_timeout` (the remote command is also bounded on the node with `timeout(1)` where it
+  exists, since closing a channel does not kill it), output by a byte cap.
+- Host keys are checked against a pre-parsed known_hosts; `accept-new` records a first-seen key
+  only after the connection succeeds and still refuses a changed one.
+- Failures become `NodeError` with an `SSHState` class and a one-line sanitised message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shlex
+import socket
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+import asyncssh
+
+from pltui.fleet import Fleet, Node
+from pltui.model import SSHState
+from pltui.sanitize import clean_line
+
+DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
+
+
+class NodeError(Exception):
+    """Reaching or running on a node failed; `state` says how, the message says what."""
+
+    def __init__(self, state: SSHState, message: str):
+        self.state = state
+        self.message = clean_line(message, 300)
+        super().__init__(f"{state.value}: {self.message}")
+
+
+@dataclass
+class ExecResult:
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0 and not self.truncated
+
+
+def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
+    """Raise RLIMIT_NOFILE toward `wanted`; return (limit, warning or None)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft, None
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < wanted:
+        return target, f"open-file limit is {target} (hard limit {hard}), below the {wanted} this fleet may need"
+    return target, None
+
+
+class HostKeys:
+    """known_hosts, parsed once (and again when the file changes), with the host-key policy."""
+
+    def __init__(self, path: str | os.PathLike, policy: str = "strict"):
+        self.path = Path(os.path.expanduser(str(path)))
+        self.policy = policy
+        self._mtime: float | None = None
+        self._known: asyncssh.SSHKnownHosts | None = None
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> asyncssh.SSHKnownHosts:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if self._known is None or mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                text = self.path.read_text("utf-8", errors="replace") if mtime is not None else ""
+                self._known = asyncssh.import_known_hosts(text)
+            except (ValueError, asyncssh.KeyImportError) as exc:
+                raise NodeError(SSHState.HOSTKEY, f"cannot parse known_hosts {self.path}: {exc}") from None
+        return self._known
+
+    def match(self, host: str, addr: str, port: int | None):
+        return self._load().match(host, addr, port)
+
+    def knows(self, host: str, port: int) -> bool:
+        keys = self.match(host, host, port)
+        return bool(keys[0] or keys[1])
+
+    async def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
+        """Append a first-seen key (accept-new), as OpenSSH would write it."""
+        async with self._lock:
+            if self.knows(host, port):
+                return
+            pattern = host if port == 22 else f"[{host}]:{port}"
+            line = f"{pattern} {key.export_public_key('openssh').decode().strip()}\n"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+            self._known = None
+
+
+class _Client(asyncssh.SSHClient):
+    """Keeps the host key seen, and under accept-new accepts a key for a host with none recorded."""
+
+    def __init__(self, host_keys: HostKeys, host: str, port: int):
+        self.host_keys = host_keys
+        self.host = host
+        self.port = port
+        self.new_key: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(self, host, addr, port, key) -> bool:
+        if self.host_keys.policy != "accept-new":
+            return False
+        if self.host_keys.knows(self.host, self.port):
+            return False  # a known host presenting another key: never accepted
+        self.new_key = key
+        return True
+
+
+class Transport:
+    """Pooled SSH connections to one fleet's nodes."""
+
+    def __init__(self, fleet: Fleet, *, connect_timeout: float | None = None, command_timeout: float | None = None):
+        self.fleet = fleet
+        s = fleet.ssh
+        self.connect_timeout = connect_timeout or s.connect_timeout
+        self.command_timeout = command_timeout or s.command_timeout
+        self.host_keys = HostKeys(s.known_hosts, s.host_key_policy)
+        self.fanout = asyncio.Semaphore(s.fanout)
+        self.handshakes = asyncio.Semaphore(s.handshakes)
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
+        self._jump_lock = asyncio.Lock()
+        self._keys: dict[str, list] = {}
+        self._config = [s.config] if s.config else ()
+        self.nofile, self.nofile_warning = raise_nofile_limit(s.fanout * 2 + len(fleet.nodes) + 256)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _client_keys(self, identity_file: str | None):
+        if identity_file is None:
+            return ()
+        keys = self._keys.get(identity_file)
+        if keys is None:
+            try:
+                keys = asyncssh.load_keypairs([identity_file])
+            except (OSError, ValueError, asyncssh.KeyImportError) as exc:
+                raise NodeError(SSHState.AUTH, f"cannot load identity file {identity_file}: {exc}") from None
+            self._keys[identity_file] = keys
+        return keys
+
+    def _options(self, node: Node) -> dict:
+        options = dict(
+            known_hosts=self.host_keys.match,
+            connect_timeout=self.connect_timeout,
+            keepalive_interval=self.fleet.ssh.keepalive or 0,
+            keepalive_count_max=3,
+            agent_forwarding=False,
+            gss_host=None,
+            x509_trusted_certs=None,
+            config=self._config,
+        )
+        if node.user:
+            options["username"] = node.user
+        keys = self._client_keys(node.identity_file)
+        if keys:
+            options["client_keys"] = keys
+            options["agent_path"] = None
+        return options
+
+    async def _jump(self, spec: str, node: Node) -> asyncssh.SSHClientConnection:
+        """One shared connection per jump host (`user@host:port`)."""
+        async with self._jump_lock:
+            conn = self._jumps.get(spec)
+            if conn is not None and not conn.is_closed():
+                return conn
+            user, _, hostport = spec.rpartition("@")
+            host, _, port = hostport.partition(":")
+            jump_node = Node(name=f"jump:{spec}", host=host, port=int(port or 22), user=user or node.user,
+                             root="/", identity_file=node.identity_file)
+            conn = await self._open(jump_node, tunnel=None)
+            self._jumps[spec] = conn
+            return conn
+
+    async def _open(self, node: Node, tunnel) -> asyncssh.SSHClientConnection:
+        client = _Client(self.host_keys, node.host, node.port)
+        options = self._options(node)
+        try:
+            async with self.handshakes:
+                conn = await asyncio.wait_for(
+                    asyncssh.connect(node.host, node.port, tunnel=tunnel or (),
+                                     client_factory=lambda: client, **options),
+                    self.connect_timeout + 1.0,
+                )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            known = self.host_keys.knows(node.host, node.port)
+            what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
+            raise NodeError(SSHState.HOSTKEY, f"{what} for {node.host}:{node.port} ({exc.reason}); "
+                            f"known_hosts: {self.host_keys.path}") from None
+        except asyncssh.PermissionDenied as exc:
+            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{node.host}:{node.port}: {exc.reason}") from None
+        except ConnectionRefusedError:
+            raise NodeError(SSHState.REFUSED, f"connection refused by {node.host}:{node.port}") from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {node.host}:{node.port} within {self.connect_timeout:g}s") from None
+        except socket.gaierror as exc:
+            raise NodeError(SSHState.UNREACHABLE, f"cannot resolve {node.host}: {exc.strerror}") from None
+        except asyncssh.DisconnectError as exc:
+            raise NodeError(SSHState.ERROR, f"{node.host}:{node.port} disconnected during handshake: {exc.reason}") from None
+        except OSError as exc:
+            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{node.port}: {exc.strerror or exc}") from None
+        except (asyncssh.Error, ValueError) as exc:
+            raise NodeError(SSHState.ERROR, f"SSH handshake with {node.host}:{node.port} failed: {exc}") from None
+        if client.new_key is not None:
+            await self.host_keys.record(node.host, node.port, client.new_key)
+        return conn
+
+    async def connection(self, node: Node) -> asyncssh.SSHClientConnection:
+        """The pooled connection to `node`, opened (or re-opened when dead) as needed."""
+        conn = self._conns.get(node.name)
+        if conn is not None and not conn.is_closed():
+            return conn
+        lock = self._locks.setdefault(node.name, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(node.name)
+            if conn is not None and not conn.is_closed():
+                return conn
+            self._conns.pop(node.name, None)
+            tunnel = await self._jump(node.proxy_jump, node) if node.proxy_jump else None
+            conn = await self._open(node, tunnel)
+            self._conns[node.name] = conn
+            return conn
+
+    def drop(self, node_name: str) -> None:
+        """Forget (and close) the pooled connection of a node, e.g. after an error."""
+        conn = self._conns.pop(node_name, None)
+        if conn is not None:
+            conn.abort()
+
+    async def close(self) -> None:
+        conns = list(self._conns.values()) + list(self._jumps.values())
+        self._conns.clear()
+        self._jumps.clear()
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            try:
+                await asyncio.wait_for(conn.wait_closed(), 2)
+            except (asyncio.TimeoutError, Exception):
+                conn.abort()
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for c in self._conns.values() if not c.is_closed())
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        node: Node,
+        command: str,
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        bound_on_node: bool = True,
+    ) -> ExecResult:
+        """Run `command` (a shell command line; quote its arguments!) on a node.
+
+        Raises NodeError on connection trouble or timeout. A non-zero exit is not an error.
+        """
+        timeout = timeout or self.command_timeout
+        if bound_on_node:
+            command = bounded(command, timeout)
+        async with self.fanout:
+            conn = await self.connection(node)
+            started = time.monotonic()
+            try:
+                return await self._exec(conn, command, input, timeout, max_output, started)
+            except NodeError:
+                raise
+            except (asyncio.TimeoutError, TimeoutError):
+                raise NodeError(SSHState.TIMEOUT, f"command did not finish within {timeout:g}s") from None
+            except asyncssh.ChannelOpenError as exc:
+                self.drop(node.name)
+                raise NodeError(SSHState.ERROR, f"cannot open a session channel: {exc.reason}") from None
+            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError, ConnectionError) as exc:
+                self.drop(node.name)
+                raise NodeError(SSHState.ERROR, f"connection lost while running a command: {exc}") from None
+            except asyncssh.Error as exc:
+                self.drop(node.name)
+                raise NodeError(SSHState.ERROR, f"SSH error: {exc}") from None
+
+    async def _exec(self, conn, command, input, timeout, max_output, started) -> ExecResult:
+        async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
+            out = bytearray()
+            err = bytearray()
+            truncated = False
+
+            async def pump(stream, buf: bytearray, cap: int):
+                nonlocal truncated
+                while True:
+                    chunk = await stream.read(65536)
+                    if not chunk:
+                        return
+                    room = cap - len(buf)
+                    if room > 0:
+                        buf += chunk[:room]
+                    if len(chunk) > room:
+                        truncated = True
+                        proc.close()  # stop an endless talker; what we have is kept
+                        return
+
+            async def feed():
+                if input:
+                    proc.stdin.write(input)
+                proc.stdin.write_eof()
+
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(feed(), pump(proc.stdout, out, max_output),
+                                         pump(proc.stderr, err, min(max_output, 65536)))
+                    if not truncated:
+                        await proc.wait_closed()
+            except (asyncio.TimeoutError, TimeoutError):
+                proc.close()
+                raise
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command exited without reading its input: its status says the rest
+            return ExecResult(
+                exit_status=None if truncated else proc.exit_status,
+                stdout=bytes(out),
+                stderr=bytes(err),
+                truncated=truncated,
+                elapsed=time.monotonic() - started,
+            )
+
+    @asynccontextmanager
+    async def sftp(self, node: Node) -> AsyncIterator[asyncssh.SFTPClient]:
+        """An SFTP session on the node's pooled connection."""
+        async with self.fanout:
+            conn = await self.connection(node)
+            try:
+                async with conn.start_sftp_client() as client:
+                    yield client
+            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+                self.drop(node.name)
+                raise NodeError(SSHState.ERROR, f"connection lost during file transfer: {exc}") from None
+            except asyncssh.ChannelOpenError as exc:
+                raise NodeError(SSHState.ERROR, f"cannot start SFTP: {exc.reason}") from None
+
+    async def probe_connect(self, node: Node) -> float:
+        """Connect (or reuse) and return the handshake latency in milliseconds."""
+        started = time.monotonic()
+        async with self.fanout:
+            await self.connection(node)
+        return (time.monotonic() - started) * 1000
+
+
+def bounded(command: str, timeout: float) -> str:
+    """Wrap a command so the node itself stops it after `timeout` (+ a grace), where timeout(1) exists."""
+    limit = max(1, int(timeout + 0.999))
+    inner = shlex.quote(command)
+    return (f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {limit} /bin/sh -c {inner}; "
+            f"else exec /bin/sh -c {inner}; fi")
+
+
+def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
+    """argv for an interactive OpenSSH session to `node` with the fleet's settings."""
+    argv = ["ssh", "-p", str(node.port), "-o", f"UserKnownHostsFile={os.path.expanduser(fleet.ssh.known_hosts)}",
+            "-o", "StrictHostKeyChecking=" + ("accept-new" if fleet.ssh.host_key_policy == "accept-new" else "yes"),
+            "-o", "ForwardAgent=no"]
+    if node.identity_file:
+        argv += ["-i", node.identity_file]
+    if node.user:
+        argv += ["-l", node.user]
+    if node.proxy_jump:
+        argv += ["-J", node.proxy_jump]
+    if fleet.ssh.config:
+        argv += ["-F", fleet.ssh.config]
+    argv += [node.host, "-t", f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
+    return argv

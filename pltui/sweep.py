@@ -1,0 +1,379 @@
+"""The sweep engine: checks every node over SSH on an interval and streams what it finds.
+
+One `Engine` per fleet and process. It never raises for a node's trouble: every node ends a
+sweep with a `NodeStatus` (classified error included). Sweeps never overlap; on-demand requests
+during a sweep are coalesced into the next one. Only one process per fleet and state directory
+runs the sweep loop (`SweepLock`); the others follow its results through the store and take the
+loop over when its owner exits.
+
+The engine knows nothing of any UI: faces call `subscribe()` and render the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+from pltui import consensus as consensus_mod
+from pltui import probe
+from pltui.fleet import Fleet, Node
+from pltui.model import (Event, HealDone, NodeStatus, NodeUpdated, Notice, SSHState, SweepFinished,
+                         SweepStarted)
+from pltui.paths import fleet_dir, state_root
+from pltui.probe import shell_path
+from pltui.sanitize import clean_line
+from pltui.ssh import NodeError, Transport
+from pltui.store import Store, StoreError, operator
+
+CHECKSUM_TIMEOUT_FACTOR = 4
+FOLLOW_POLL = 1.0
+
+
+class SweepLock:
+    """An advisory lock (flock) saying which process runs a fleet's sweep loop; freed on exit."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {operator()} {int(time.time())}\n".encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        try:
+            pid, who, since = self.path.read_text().split()[:3]
+            return f"{who} (pid {pid}) since {time.strftime('%H:%M:%S', time.localtime(int(since)))}"
+        except (OSError, ValueError):
+            return "another pltui"
+
+    @property
+    def owned(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Engine:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        state_dir: str | os.PathLike | None = None,
+        nodes: Iterable[str] | None = None,
+        transport: Transport | None = None,
+        heal: str | None = None,
+        store: Store | None = None,
+    ):
+        self.fleet = fleet
+        self.nodes: list[str] = list(nodes) if nodes is not None else fleet.node_names
+        self.transport = transport or Transport(fleet)
+        self.heal_policy = heal or fleet.sweep.heal
+        self.dir = fleet_dir(state_root(state_dir), fleet.name, fleet.path)
+        self.store = store
+        self.store_error: str | None = None
+        if self.store is None:
+            try:
+                self.store = Store(self.dir / "pltui.db")
+            except StoreError as exc:
+                self.store_error = str(exc)
+        self.lock = SweepLock(self.dir / "sweep.lock")
+        self.statuses: dict[str, NodeStatus] = {n: NodeStatus(node=n) for n in self.nodes}
+        self.consensus = consensus_mod.Consensus()
+        self.summary: dict | None = None
+        self.sweeping = False
+        self.progress = (0, 0)
+        self.last_sweep_end: float | None = None
+        self.last_checksum_end: float | None = None
+        self.next_sweep_at: float | None = None
+        self._subscribers: list[asyncio.Queue] = []
+        self._sweep_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._requested: bool | None = None  # None: nothing; False: liveness; True: checksums
+        self._tasks: set[asyncio.Task] = set()
+        self._busy: set[str] = set()
+        self._follow_since = 0.0
+        self._followed_sweep: int | None = None
+
+    # -- events -----------------------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 0) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def emit(self, event: Event) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                pass  # a stalled face loses events, never the engine
+
+    def notice(self, level: str, message: str, node: str | None = None, kind: str = "notice") -> None:
+        message = clean_line(message, 500)
+        self.emit(Notice(level=level, message=message, node=node))
+        self._store_call(lambda s: s.event(level, kind, message, node))
+
+    def _store_call(self, fn):
+        if self.store is None:
+            return None
+        try:
+            result = fn(self.store)
+        except StoreError as exc:
+            if self.store_error != str(exc):
+                self.store_error = str(exc)
+                self.emit(Notice(level="error", message=f"history not saved: {exc}"))
+            return None
+        self.store_error = None
+        return result
+
+    # -- one node ---------------------------------------------------------------------------
+
+    async def probe_node(self, node: Node, checksums: bool) -> NodeStatus:
+        """Probe one node; always returns a status, never raises for the node's trouble."""
+        timeout = self.transport.command_timeout * (CHECKSUM_TIMEOUT_FACTOR if checksums else 1)
+        script = probe.build_script(self.fleet, node, checksums=checksums)
+        started = time.monotonic()
+        try:
+            result = await self.transport.run(node, probe.PROBE_COMMAND, input=script, timeout=timeout,
+                                              max_output=probe.MAX_OUTPUT)
+        except NodeError as exc:
+            if exc.state == SSHState.TIMEOUT:
+                self.transport.drop(node.name)  # its channel may still be busy
+            return NodeStatus(node=node.name, ssh=exc.state, error=exc.message, observed=time.time())
+        except Exception as exc:  # a bug or an unforeseen library error: one node's problem only
+            return NodeStatus(node=node.name, ssh=SSHState.ERROR, error=f"internal error: {type(exc).__name__}: {exc}",
+                              observed=time.time())
+        latency = (time.monotonic() - started) * 1000
+        if result.truncated:
+            return NodeStatus(node=node.name, ssh=SSHState.GARBLED, observed=time.time(), latency_ms=latency,
+                              error=f"probe output exceeded {probe.MAX_OUTPUT} bytes; stopped reading")
+        try:
+            status = probe.parse(result.stdout, self.fleet, node, checksums=checksums)
+        except probe.ProbeError as exc:
+            detail = f"; exit {result.exit_status}" if result.exit_status else ""
+            stderr = clean_line(result.stderr, 120)
+            detail += f"; stderr: {stderr}" if stderr else ""
+            return NodeStatus(node=node.name, ssh=SSHState.GARBLED, observed=time.time(), latency_ms=latency,
+                              error=f"garbled probe output: {exc}{detail}")
+        status.ssh = SSHState.OK
+        status.observed = time.time()
+        status.latency_ms = latency
+        if checksums:
+            status.digests_time = status.observed
+        return status
+
+    # -- sweeps -----------------------------------------------------------------------------
+
+    async def sweep(self, checksums: bool = False, nodes: Iterable[str] | None = None) -> dict:
+        """One pass over `nodes` (default: the engine's selection). Returns the summary."""
+        async with self._sweep_lock:
+            return await self._sweep(checksums, list(nodes) if nodes is not None else self.nodes)
+
+    async def _sweep(self, checksums: bool, names: list[str]) -> dict:
+        todo = [n for n in names if n not in self._busy]
+        sweep_id = self._store_call(lambda s: s.sweep_started(checksums, len(todo))) or 0
+        self.sweeping = True
+        self.progress = (0, len(todo))
+        self.emit(SweepStarted(sweep_id=sweep_id, checksums=checksums, total=len(todo)))
+        pending: list[NodeStatus] = []
+        done = 0
+
+        async def one(name: str) -> None:
+            nonlocal done
+            self._busy.add(name)
+            try:
+                status = await self.probe_node(self.fleet.nodes[name], checksums)
+            finally:
+                self._busy.discard(name)
+            previous = self.statuses.get(name)
+            if not checksums and previous is not None and previous.digests is not None:
+                status.digests = previous.digests  # liveness sweeps keep the last checksums
+                status.digests_time = previous.digests_time
+            self.statuses[name] = status
+            pending.append(status)
+            done += 1
+            self.progress = (done, len(todo))
+            self.emit(NodeUpdated(status=status))
+
+        async def flusher() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                self._flush(pending, sweep_id)
+
+        flush_task = asyncio.create_task(flusher())
+        try:
+            await asyncio.gather(*(one(n) for n in todo))
+        finally:
+            flush_task.cancel()
+            try:
+                await flush_task
+            except asyncio.CancelledError:
+                pass
+            self.sweeping = False
+        self.consensus = consensus_mod.decide(self.statuses.values(), {n: nd.track for n, nd in self.fleet.nodes.items()},
+                                              self.fleet.sweep.quorum)
+        checks = {n: self.consensus.checksum_state(n) for n in names} if checksums else None
+        self._flush(pending, sweep_id, checks)
+        summary = consensus_mod.summarise([self.statuses[n] for n in self.nodes], self.consensus, self.fleet.sweep.quorum)
+        summary["sweep_id"] = sweep_id
+        summary["checksums"] = checksums
+        self.summary = summary
+        self._store_call(lambda s: s.sweep_finished(sweep_id, summary))
+        now = time.time()
+        self.last_sweep_end = now
+        if checksums:
+            self.last_checksum_end = now
+        self.emit(SweepFinished(sweep_id=sweep_id, checksums=checksums, summary=summary))
+        if self.heal_policy == "monitor":
+            await self.heal([n for n in todo if self.statuses[n].monitor == "dead"])
+        return summary
+
+    def _flush(self, pending: list[NodeStatus], sweep_id: int, checks: dict | None = None) -> None:
+        if not pending and not checks:
+            return
+        batch = list(pending)
+        pending.clear()
+        if checks:
+            batch_names = {s.node for s in batch}
+            batch += [self.statuses[n] for n in checks if n not in batch_names]
+        self._store_call(lambda s: s.save_statuses(batch, sweep_id, checks))
+
+    # -- heal -------------------------------------------------------------------------------
+
+    def heal_command(self, node: Node) -> str:
+        root = shell_path(node.root)
+        return f"cd {root} && /bin/sh .pltui/monitor.sh start"
+
+    async def heal(self, names: Iterable[str]) -> list[HealDone]:
+        """Restart the node monitor where it is dead (it then restarts the processes)."""
+        names = list(names)
+        if not names:
+            return []
+
+        async def one(name: str) -> HealDone:
+            node = self.fleet.nodes[name]
+            try:
+                result = await self.transport.run(node, self.heal_command(node))
+                ok = result.exit_status == 0
+                message = clean_line(result.stderr or result.stdout, 200) or ("monitor restarted" if ok else f"exit {result.exit_status}")
+            except NodeError as exc:
+                ok, message = False, exc.message
+            event = HealDone(node=name, ok=ok, message=("restarted monitor: " if ok else "heal failed: ") + message)
+            self.emit(event)
+            self._store_call(lambda s: s.event("info" if ok else "error", "heal", event.message, name))
+            return event
+
+        results = await asyncio.gather(*(one(n) for n in names))
+        self._store_call(lambda s: s.audit("heal", names, {"policy": self.heal_policy, "by": "sweep"},
+                                           f"{sum(r.ok for r in results)}/{len(results)} healed"))
+        return list(results)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def request_sweep(self, checksums: bool = False) -> None:
+        """Ask for a sweep now (coalesced with one already asked for)."""
+        self._requested = bool(self._requested) or checksums
+        self._wake.set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def start(self) -> asyncio.Task:
+        """Run the loop in the background (owned task); returns it."""
+        return self._spawn(self.run_forever())
+
+    async def run_forever(self) -> None:
+        """Sweep on the fleet's intervals while owning the fleet's sweep lock; follow otherwise."""
+        interval = self.fleet.sweep.interval
+        checksum_interval = self.fleet.sweep.checksum_interval
+        last_checksum = self._last_checksum_time()
+        announced_follow = False
+        while True:
+            if not self.lock.try_acquire():
+                if not announced_follow:
+                    self.notice("info", f"following the sweeps of {self.lock.holder()}")
+                    announced_follow = True
+                await self._follow_once()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+                self._requested = None  # the owner sweeps; requests here cannot be honoured
+                continue
+            if announced_follow:
+                self.notice("info", "took over the sweep loop")
+                announced_follow = False
+            now = time.time()
+            due_checksum = last_checksum is None or now - last_checksum >= checksum_interval
+            checksums = bool(self._requested) or due_checksum
+            self._requested = None
+            self._wake.clear()
+            await self.sweep(checksums=checksums)
+            if checksums:
+                last_checksum = time.time()
+            self.next_sweep_at = time.time() + interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def _last_checksum_time(self) -> float | None:
+        last = self._store_call(lambda s: s.last_sweep(checksums=True))
+        return last["finished"] if last else None
+
+    async def _follow_once(self) -> None:
+        """Pick up what the owning process stored since we last looked."""
+        rows = self._store_call(lambda s: s.statuses(self._follow_since)) or []
+        selected = set(self.nodes)
+        for updated, status in rows:
+            self._follow_since = max(self._follow_since, updated)
+            if status.node in selected:
+                self.statuses[status.node] = status
+                self.emit(NodeUpdated(status=status))
+        last = self._store_call(lambda s: s.last_sweep())
+        if last and last["id"] != self._followed_sweep and last["summary"]:
+            self._followed_sweep = last["id"]
+            self.consensus = consensus_mod.decide(self.statuses.values(), {n: nd.track for n, nd in self.fleet.nodes.items()},
+                                                  self.fleet.sweep.quorum)
+            self.summary = last["summary"]
+            self.last_sweep_end = last["finished"]
+            self.emit(SweepFinished(sweep_id=last["id"], checksums=last["checksums"], summary=last["summary"]))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.transport.close()
+        self.lock.release()
+        if self.store is not None:
+            self.store.close()
