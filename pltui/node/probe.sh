@@ -30,7 +30,7 @@ if ! cd "$ROOT" 2>/dev/null; then
     exit 0
 fi
 
-free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 * 1024 }')
+free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { printf "%.0f\n", $4 * 1024 }')
 [ -n "$free" ] && echo "disk_free $free"
 
 # Total bytes of log files (GNU and busybox wc take their size from stat, not by reading).
