@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     import pltui.commands as commands_pkg
 
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue  # shared helpers, not subcommands
         module = importlib.import_module(f"pltui.commands.{info.name}")
         module.register(subparsers)
     return parser
