@@ -1,0 +1,147 @@
+"""The probe parser: strict on structure, defensive on content, never raising anything but ProbeError."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pltui import fleet as fleet_mod
+from pltui.probe import MAX_OUTPUT, ProbeError, build_script, parse, shell_path
+
+FLEET = fleet_mod.loads(
+    """
+[fleet]
+name = "t"
+nodes = ["n[1-3]"]
+[service]
+root = "~/svc"
+important = ["bin/*"]
+logs = ["logs/*.log"]
+monitor_interval = "5s"
+[[service.process]]
+name = "web"
+start = "sleep 100"
+[[service.process]]
+name = "cache"
+start = "sleep 100"
+"""
+)
+NODE = FLEET.nodes["n1"]
+
+
+def report(*lines: str, end: bool = True) -> bytes:
+    body = ["pltui-probe 1", "clock 1000"] + list(lines) + (["end"] if end else [])
+    return ("\n".join(body) + "\n").encode()
+
+
+def test_full_report_is_parsed():
+    out = report(
+        "uptime 3600", "load 0.25", "disk_free 123456", "log_bytes 42", "version 2.1.0 (build 7)",
+        "protocol 7", "monitor_pid 55 alive", "hb_time 998",
+        "hb_proc web running 101 2 0 -", "hb_proc cache backoff - 5 1 1004",
+        "proc web alive 101", "proc cache dead -",
+    )
+    status = parse(out, FLEET, NODE, checksums=False)
+    assert status.version == "2.1.0 (build 7)"
+    assert status.protocol == "7"
+    assert status.monitor == "alive" and status.monitor_pid == 55 and status.heartbeat_age == 2
+    web, cache = status.processes
+    assert (web.name, web.alive, web.pid, web.state, web.restarts) == ("web", True, 101, "running", 2)
+    assert (cache.alive, cache.state, cache.restarts, cache.last_exit, cache.next_try) == (False, "backoff", 5, 1, 1004.0)
+    assert status.load == 0.25 and status.disk_free == 123456 and status.log_bytes == 42
+    assert status.digests is None
+
+
+def test_stale_heartbeat_means_dead_monitor_even_with_live_pid():
+    out = report("monitor_pid 55 alive", "hb_time 900", "proc web alive 1", "proc cache alive 2")
+    status = parse(out, FLEET, NODE, checksums=False)
+    assert status.monitor == "dead"
+    assert status.heartbeat_age == 100
+
+
+def test_monitor_absent_and_dead_pid():
+    assert parse(report("monitor_pid -"), FLEET, NODE, checksums=False).monitor == "absent"
+    assert parse(report("monitor_pid 9 dead", "hb_time 999"), FLEET, NODE, checksums=False).monitor == "dead"
+
+
+def test_missing_processes_are_reported_dead():
+    status = parse(report(), FLEET, NODE, checksums=False)
+    assert [(p.name, p.alive) for p in status.processes] == [("web", False), ("cache", False)]
+
+
+def test_checksum_records_including_gnu_escaped_names():
+    d1, d2 = "a" * 64, "b" * 64
+    out = report("digest_tool sha256sum", f"file {d1}  bin/app", f"file \\{d2}  bin/new\\nline\\\\x")
+    status = parse(out, FLEET, NODE, checksums=True)
+    assert status.digests == {"bin/app": d1, "bin/new\nline\\x": d2}
+    assert status.digest_tool == "sha256sum"
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        (b"", "not a pltui probe report"),
+        (b"hello\n", "not a pltui probe report"),
+        (report("version 1", end=False), "truncated"),
+        (report("bogus 1"), "unknown record"),
+        (report("load lots"), "not a number"),
+        (report("clock 5"), "duplicate 'clock'"),
+        (report("proc other-node alive 5"), "unconfigured process"),
+        (report("proc web alive 1", "proc web alive 1"), "duplicate process"),
+        (report("file zz  x"), "bad file digest"),
+        (report("hb_proc web exploded 1 2 3 4"), "bad heartbeat"),
+        (b"pltui-probe 1\nend\n", "no clock"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+)
+def test_garbled_reports_are_errors(output, message):
+    with pytest.raises(ProbeError, match=message):
+        parse(output, FLEET, NODE, checksums=False)
+
+
+def test_hostile_strings_are_sanitised():
+    out = report("version \x1b[2J\x1b]0;pwned\x07[/oops]\x9b31m", "protocol 7\x1b[31m")
+    status = parse(out, FLEET, NODE, checksums=False)
+    assert "\x1b" not in status.version and "\x9b" not in status.version and "\x07" not in status.version
+    assert "[/oops]" in status.version  # markup is text; the faces never render it as markup
+    assert status.protocol == "7"
+
+
+def test_oversized_output_is_refused():
+    with pytest.raises(ProbeError, match="too large"):
+        parse(b"x" * (MAX_OUTPUT + 1), FLEET, NODE, checksums=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_give_a_status_or_probe_error(data):
+    try:
+        parse(data, FLEET, NODE, checksums=True)
+    except ProbeError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=80), max_size=30))
+def test_any_record_lines_give_a_status_or_probe_error(lines):
+    try:
+        status = parse(report(*lines), FLEET, NODE, checksums=True)
+    except ProbeError:
+        return
+    for value in (status.version or "", status.protocol or ""):
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in value)
+
+
+def test_script_quotes_every_value():
+    hostile = fleet_mod.loads(
+        """
+[fleet]
+name = "t"
+nodes = ["n1"]
+[service]
+root = "/srv/it's $(reboot)"
+important = ["bin/*; rm -rf /"]
+"""
+    )
+    script = build_script(hostile, hostile.nodes["n1"], checksums=True).decode()
+    assert "ROOT='/srv/it'\"'\"'s $(reboot)'" in script
+    assert "IMPORTANT='bin/*; rm -rf /'" in script
+    assert shell_path("~/svc") == '"$HOME"/svc'
