@@ -1,0 +1,779 @@
+"""Simulated nodes: an in-process fleet of asyncssh servers whose commands are *real* shell commands.
+
+Tests, the demo and benchmarks use it to get many SSH nodes on loopback without root or sshd::
+
+    fleet = await SimFleet.start(24, tmp_path / "sim")
+    fleet.write_fleet(tmp_path / "fleet.toml", service={...})
+    await fleet.nodes["sim003"].set_mode("refuse")      # take a node down ...
+    await fleet.nodes["sim003"].set_mode("ok")          # ... and up again, same port
+    await fleet.stop()
+
+Every node is an asyncssh server on 127.0.0.1 with its own port (chosen by the kernel and kept
+for the fleet's lifetime), its own ed25519 host key and its own service root
+``BASE/nodes/NAME/``. Public-key auth only, with the generated client key ``BASE/client_ed25519``;
+``BASE/known_hosts`` lists ``[127.0.0.1]:PORT key`` for every node. An exec request runs
+``/bin/sh -c COMMAND`` in the node root (``HOME`` = root) with stdin, stdout, stderr, EOF and the
+exit status (or exit signal) carried over the channel, as sshd does; a shell request runs
+``/bin/sh`` reading stdin. The SFTP subsystem serves the real file system; relative SFTP paths
+are relative to the node root (as they are to ``$HOME`` with sshd).
+
+Planted faults (`SimNode.mode`, changeable at any time with `SimNode.set_mode`):
+
+``ok``              normal.
+``refuse``          nothing listens: connect gets ECONNREFUSED (the port stays reserved by a
+                    bound, non-listening socket, so "ok" again gets the same port back).
+``silent``          TCP accepts, no SSH banner ever.
+``banner-silence``  sends an SSH banner, then nothing.
+``garbage``         authenticates, but every exec prints `GARBAGE` (binary, Rich markup, terminal
+                    escapes, C1 bytes, fake probe lines) plus random bytes, then exits 0.
+``slow``            every exec waits `SimNode.delay` seconds, then runs for real.
+``hang``            every exec never produces output nor exits (until the client closes it).
+
+Switching to refuse/silent/banner-silence drops the node's open connections, as a dead node
+would; the exec-time modes apply to open connections from their next exec.
+
+Like sshd, a command's exit is reported only after its stdout/stderr reach EOF (a background
+child holding them open keeps the channel open). When the channel closes before the command
+finished (client gone, timeout), the command's process group is killed. Every process a node
+starts carries ``PLTUI_TESTFLEET=<token>`` in its environment; `SimFleet.stop` kills whatever
+still carries it (e.g. a detached node monitor), so nothing lingers.
+
+This module holds no pytest code: the demo uses it too. `SimFleetThread` runs a fleet on its own
+event loop in a thread, for synchronous callers (a CLI run with subprocess, a sync benchmark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import resource
+import secrets
+import signal
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+import asyncssh
+
+MODES = ("ok", "refuse", "silent", "banner-silence", "garbage", "slow", "hang")
+_DROP_MODES = frozenset({"refuse", "silent", "banner-silence"})
+
+HOST = "127.0.0.1"
+MARKER_ENV = "PLTUI_TESTFLEET"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Client environment passed through to commands, like a Debian sshd's `AcceptEnv LANG LC_*`
+# (plus PLTUI_*); the real-sshd fleet is configured the same way.
+ACCEPT_ENV_PREFIXES = ("LANG", "LC_", "PLTUI_")
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 pltui-sim\r\n"
+
+#: What a node in "garbage" mode prints (followed by 64 random bytes) for any exec.
+GARBAGE = (
+    b"\x00\x01\x02\xfe\xff\xc3\x28 not utf-8 \xe2\x82\n"
+    b"[/oops] [bold red]markup[/] [link=http://x]y[/link]\n"
+    b"\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x07\x1b[31mred\x1b[0m\x9b31m\x9dC1\x9c\x7f\r\n"
+    b"pltui-probe 1\n"
+    b"proc other-node alive 1 running 0 - -\n"
+    b"monitor alive 1 0\n"
+    b"version \x1b[5mEVIL\x1b[0m [/]\n"
+    b"file deadbeef ../../etc/passwd\n"
+    b"end\n"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared with pltui.sshd_fleet
+
+
+def raise_nofile(needed: int = 0) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; warn when `needed` fds won't fit.
+
+    Returns the (soft, hard) limits now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if needed and soft != resource.RLIM_INFINITY and needed > soft:
+        warnings.warn(
+            f"RLIMIT_NOFILE is {soft} (hard {hard}) but about {needed} file descriptors are needed; "
+            f"raise the hard limit (ulimit -Hn) or use fewer nodes",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return soft, hard
+
+
+def node_names(prefix: str, n: int) -> list[str]:
+    """`prefix001` .. `prefixNNN` (at least three digits, more when n needs them)."""
+    width = max(3, len(str(n)))
+    return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
+
+
+def marked_pids(token: str) -> list[int]:
+    """PIDs of processes whose environment holds ``PLTUI_TESTFLEET=token`` (our nodes' commands)."""
+    needle = f"{MARKER_ENV}={token}".encode()
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """True when /proc/PID exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] != b"Z"
+
+
+def kill_pids(pids: Iterable[int], *, grace: float = 1.0) -> list[int]:
+    """SIGTERM the given pids, SIGKILL those alive after `grace` seconds; return any still alive."""
+    pids = [p for p in pids if p > 1 and p != os.getpid()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if pid_alive(p)]
+            if not pids:
+                return []
+            time.sleep(0.02)
+    return [p for p in pids if pid_alive(p)]
+
+
+def kill_marked(token: str, *, grace: float = 1.0) -> list[int]:
+    """Kill every process carrying the fleet's marker (bounded); return those that survived."""
+    left: list[int] = []
+    for _ in range(3):  # a dying parent may fork once more; a few bounded rounds
+        pids = marked_pids(token)
+        if not pids:
+            return []
+        left = kill_pids(pids, grace=grace)
+    return left
+
+
+def write_private_key(key: asyncssh.SSHKey, path: Path) -> None:
+    """Write an OpenSSH private key (mode 0600) and its `.pub`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key("openssh"))
+    os.chmod(path, 0o600)
+    path.with_name(path.name + ".pub").write_bytes(key.export_public_key("openssh"))
+
+
+def public_line(key: asyncssh.SSHKey) -> str:
+    """`ssh-ed25519 AAAA...` (no comment)."""
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
+
+
+def known_hosts_entry(host: str, port: int, key: asyncssh.SSHKey) -> str:
+    where = host if port == 22 else f"[{host}]:{port}"
+    return f"{where} {public_line(key)}\n"
+
+
+def fleet_document(
+    nodes: Iterable[Any],
+    *,
+    name: str,
+    user: str,
+    identity_file: Path,
+    known_hosts: Path,
+    service: Mapping[str, Any] | None = None,
+    groups: Mapping[str, str] | None = None,
+    tracks: Mapping[str, Any] | None = None,
+    ssh_overrides: Mapping[str, Any] | None = None,
+    rollout: Mapping[str, Any] | None = None,
+    sweep: Mapping[str, Any] | None = None,
+) -> dict:
+    """The fleet-file document for nodes having .name/.host/.port/.root (see pltui.fleet)."""
+    from pltui.nodesets import fold
+
+    nodes = list(nodes)
+    ssh = {
+        "user": user,
+        "identity_file": str(identity_file),
+        "known_hosts": str(known_hosts),
+        "host_key_policy": "strict",
+        "connect_timeout": "5s",
+        "command_timeout": "30s",
+        "fanout": 64,
+        "handshakes": 32,
+    }
+    ssh.update(ssh_overrides or {})
+    doc: dict[str, Any] = {
+        "fleet": {"name": name, "nodes": [fold(n.name for n in nodes)]},
+        "ssh": ssh,
+    }
+    if service:
+        doc["service"] = dict(service)
+    if groups:
+        doc["groups"] = dict(groups)
+    if tracks:
+        doc["tracks"] = dict(tracks)
+    if sweep:
+        doc["sweep"] = dict(sweep)
+    if rollout:
+        doc["rollout"] = dict(rollout)
+    doc["node"] = {n.name: {"host": n.host, "port": n.port, "root": str(n.root)} for n in nodes}
+    return doc
+
+
+def write_toml(path: str | os.PathLike, doc: dict) -> Path:
+    import tomli_w
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(tomli_w.dumps(doc), "utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# One simulated node
+
+
+class _RawProtocol(asyncio.Protocol):
+    """silent / banner-silence: accept, optionally send a banner, then say nothing."""
+
+    def __init__(self, node: "SimNode", banner: bytes | None):
+        self.node = node
+        self.banner = banner
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.node._raw.add(transport)
+        if self.banner:
+            transport.write(self.banner)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # swallow the client's banner and KEXINIT
+
+    def connection_lost(self, exc) -> None:
+        self.node._raw.discard(self.transport)
+
+
+class _SimServer(asyncssh.SSHServer):
+    """Tracks a node's SSH connections so faults can drop them."""
+
+    def __init__(self, node: "SimNode"):
+        self.node = node
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.node._conns.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.node._conns.discard(self.conn)
+
+
+class _SimSFTPServer(asyncssh.SFTPServer):
+    """Real paths; relative ones resolve against the node root (sshd resolves them against $HOME)."""
+
+    def __init__(self, chan, root: bytes):
+        super().__init__(chan)
+        self._root = root
+
+    def map_path(self, path: bytes) -> bytes:
+        return os.path.join(self._root, path) if path else self._root
+
+
+class SimNode:
+    """One simulated node. Attributes: name, host, port, root (Path), mode, delay, host_key,
+    execs (exec/shell requests served so far), connections (open SSH connections)."""
+
+    def __init__(self, fleet: "SimFleet", name: str, root: Path, host_key: asyncssh.SSHKey, delay: float):
+        self.fleet = fleet
+        self.name = name
+        self.host = HOST
+        self.port = 0
+        self.root = root
+        self.mode = "ok"
+        self.delay = delay
+        self.host_key = host_key
+        self.execs = 0
+        self._sock: socket.socket | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncssh.SSHServerConnection] = set()
+        self._raw: set[asyncio.BaseTransport] = set()
+        self._sessions: set[asyncio.Task] = set()  # asyncssh owns them; we wait for them at stop
+        self._options = self._make_options()
+
+    def __repr__(self) -> str:
+        return f"<SimNode {self.name} {self.host}:{self.port} mode={self.mode}>"
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns) + len(self._raw)
+
+    # -- listener ---------------------------------------------------------------------------
+
+    def _make_options(self) -> asyncssh.SSHServerConnectionOptions:
+        options = asyncssh.SSHServerConnectionOptions(
+            options=self.fleet._base_options,
+            server_host_keys=[self.host_key],
+            server_factory=lambda: _SimServer(self),
+            process_factory=self._session,
+            sftp_factory=lambda chan: _SimSFTPServer(chan, os.fsencode(self.root)),
+        )
+        options.proxy_command = None  # as asyncssh.listen() does for server options
+        return options
+
+    def _protocol_factory(self) -> asyncio.BaseProtocol:
+        if self.mode == "silent":
+            return _RawProtocol(self, None)
+        if self.mode == "banner-silence":
+            return _RawProtocol(self, SSH_BANNER)
+        return asyncssh.SSHServerConnection(asyncio.get_running_loop(), self._options)
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        return sock
+
+    async def _listen(self) -> None:
+        if self._server is not None:
+            return
+        if self._sock is None:
+            self._sock = self._bind()
+        self._sock.listen(512)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol_factory, sock=self._sock)
+
+    async def _unlisten(self) -> None:
+        """Stop listening but keep the port reserved by a bound, non-listening socket."""
+        if self._server is not None:
+            self._server.close()  # closes the listening socket
+            self._server = None
+            self._sock = None
+        if self._sock is None:
+            self._sock = self._bind()
+
+    def drop_connections(self) -> None:
+        """Abort every open connection to this node (what a crash looks like to clients)."""
+        for conn in list(self._conns):
+            conn.abort()
+        for transport in list(self._raw):
+            transport.abort()
+
+    async def set_mode(self, mode: str, *, delay: float | None = None) -> None:
+        """Plant a fault (or clear it with "ok"); see the module doc for the modes."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        if delay is not None:
+            self.delay = delay
+        old, self.mode = self.mode, mode
+        if mode in _DROP_MODES and old != mode:
+            self.drop_connections()
+        if mode == "refuse":
+            await self._unlisten()
+        else:
+            await self._listen()
+
+    def set_host_key(self, key: asyncssh.SSHKey | None = None) -> asyncssh.SSHKey:
+        """Present another host key to new connections (known_hosts is NOT updated: use this
+        for host-key-mismatch tests). Returns the new key; pass the old one back to restore."""
+        self.host_key = key or asyncssh.generate_private_key("ssh-ed25519")
+        self._options = self._make_options()
+        return self.host_key
+
+    async def _close(self) -> list[Awaitable[Any]]:
+        """Close the listener and abort connections; return what to wait for."""
+        conns = list(self._conns)
+        self.drop_connections()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        elif self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        return [conn.wait_closed() for conn in conns] + list(self._sessions)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def _session(self, process: asyncssh.SSHServerProcess) -> None:
+        self.execs += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        closed = asyncio.ensure_future(process.channel.wait_closed())
+        try:
+            if process.subsystem:
+                process.stderr.write(f"subsystem {process.subsystem!r} not supported\n".encode())
+                process.exit(1)
+                return
+            mode = self.mode
+            if mode == "hang":
+                await closed
+                return
+            if mode == "slow":
+                await asyncio.wait({closed}, timeout=self.delay)
+                if closed.done():
+                    return
+            if mode == "garbage":
+                process.stdout.write(GARBAGE + os.urandom(64) + b"\n")
+                process.stderr.write(b"\x1b[2J[/err]\x9b\n")
+                process.exit(0)
+                return
+            await self._run(process, closed)
+        except (OSError, asyncssh.Error):
+            pass  # the client went away mid-write; nothing to report to
+        finally:
+            closed.cancel()
+            self._sessions.discard(task)
+
+    def _env(self, process: asyncssh.SSHServerProcess) -> dict[str, str]:
+        env = {
+            "HOME": str(self.root),
+            "PATH": DEFAULT_PATH,
+            "SHELL": "/bin/sh",
+            "USER": process.get_extra_info("username") or self.fleet.user,
+            "LOGNAME": process.get_extra_info("username") or self.fleet.user,
+            "PLTUI_SIM_NODE": self.name,
+            MARKER_ENV: self.fleet.token,
+        }
+        for key, value in (process.env or {}).items():
+            if isinstance(key, str) and isinstance(value, str) and key.startswith(ACCEPT_ENV_PREFIXES) \
+                    and key != MARKER_ENV:
+                env[key] = value
+        return env
+
+    async def _run(self, process: asyncssh.SSHServerProcess, closed: asyncio.Future) -> None:
+        argv = ["/bin/sh", "-c", process.command] if process.command is not None else ["/bin/sh"]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=self.root, env=self._env(process), start_new_session=True,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            process.stderr.write(f"sim {self.name}: cannot run /bin/sh: {exc}\n".encode())
+            process.exit(127)
+            return
+        pump_in = asyncio.ensure_future(_pump_to_pipe(process.stdin, proc.stdin))
+        finished = asyncio.ensure_future(asyncio.gather(
+            _pump_to_channel(proc.stdout, process.stdout),
+            _pump_to_channel(proc.stderr, process.stderr),
+            proc.wait(),
+        ))
+        try:
+            await asyncio.wait({finished, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not finished.done():
+                return  # channel closed first: the finally kills the process group
+            rc = proc.returncode
+            if rc is not None and rc < 0:
+                try:
+                    name = signal.Signals(-rc).name.removeprefix("SIG")
+                except ValueError:
+                    name = "KILL"
+                process.exit_with_signal(name)
+            else:
+                process.exit(rc or 0)
+        finally:
+            pump_in.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(proc.wait(), 5)
+            finished.cancel()
+            for task in (pump_in, finished):
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+async def _pump_to_channel(reader: asyncio.StreamReader, writer: asyncssh.SSHWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
+    except (OSError, asyncssh.Error):
+        # channel gone: keep draining so the command never blocks on a full pipe
+        while await reader.read(65536):
+            pass
+
+
+async def _pump_to_pipe(reader: asyncssh.SSHReader, pipe: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            pipe.write(data)
+            await pipe.drain()
+    except (OSError, asyncssh.Error):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The fleet
+
+
+class SimFleet:
+    """N simulated nodes in this process. Build with ``await SimFleet.start(n, base_dir)``.
+
+    Attributes: base_dir, nodes (name -> SimNode, in order), names, user, token,
+    client_key (asyncssh key), client_key_path, known_hosts_path, fleet_path (set by
+    write_fleet).
+    """
+
+    def __init__(self, base_dir: Path, user: str):
+        self.base_dir = base_dir
+        self.user = user
+        self.token = secrets.token_hex(8)
+        self.nodes: dict[str, SimNode] = {}
+        self.client_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key_path = base_dir / "client_ed25519"
+        self.known_hosts_path = base_dir / "known_hosts"
+        self.fleet_path: Path | None = None
+        self._known_hosts: asyncssh.SSHKnownHosts | None = None
+        # shared settings; each node derives its own options with its host key
+        self._base_options = asyncssh.SSHServerConnectionOptions(
+            server_host_keys=[self.client_key],  # placeholder, replaced per node
+            authorized_client_keys=asyncssh.import_authorized_keys(public_line(self.client_key) + "\n"),
+            encoding=None,
+            gss_host=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_pty=False,
+            login_timeout=30,
+            keepalive_interval=0,
+        )
+
+    @classmethod
+    async def start(
+        cls,
+        n: int,
+        base_dir: str | os.PathLike,
+        *,
+        prefix: str = "sim",
+        modes: Mapping[str, str] | None = None,
+        delay: float = 2.0,
+        shared_host_key: bool = False,
+        user: str | None = None,
+    ) -> "SimFleet":
+        """Start n nodes named `prefix001`... under base_dir (created if needed).
+
+        modes: initial fault per node name (default "ok"); delay: seconds for "slow" nodes;
+        shared_host_key: one host key for all nodes (faster for huge fleets; default per node);
+        user: the user name written to fleet files (any name authenticates; default: current).
+        """
+        if n < 1:
+            raise ValueError("a fleet needs at least one node")
+        raise_nofile(n + 64)
+        base_dir = Path(base_dir).resolve()
+        base_dir.mkdir(parents=True, exist_ok=True)
+        fleet = cls(base_dir, user or getpass.getuser())
+        write_private_key(fleet.client_key, fleet.client_key_path)
+        shared = asyncssh.generate_private_key("ssh-ed25519") if shared_host_key else None
+        try:
+            for name in node_names(prefix, n):
+                root = base_dir / "nodes" / name
+                root.mkdir(parents=True, exist_ok=True)
+                key = shared or asyncssh.generate_private_key("ssh-ed25519")
+                fleet.nodes[name] = SimNode(fleet, name, root, key, delay)
+            unknown = set(modes or ()) - set(fleet.nodes)
+            if unknown:
+                raise ValueError(f"modes for unknown nodes: {', '.join(sorted(unknown))}")
+            for name, node in fleet.nodes.items():
+                mode = (modes or {}).get(name, "ok")
+                if mode not in MODES:
+                    raise ValueError(f"unknown mode {mode!r} for {name}; one of {', '.join(MODES)}")
+                node.mode = mode
+                if mode == "refuse":
+                    await node._unlisten()
+                else:
+                    await node._listen()
+            fleet.write_known_hosts()
+        except BaseException:
+            await fleet.stop()
+            raise
+        return fleet
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, n: int, base_dir: str | os.PathLike, **kwargs: Any) -> AsyncIterator["SimFleet"]:
+        """``async with SimFleet.running(5, tmp) as fleet:`` -- start, then always stop."""
+        fleet = await cls.start(n, base_dir, **kwargs)
+        try:
+            yield fleet
+        finally:
+            await fleet.stop()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.nodes)
+
+    def write_known_hosts(self, path: str | os.PathLike | None = None) -> Path:
+        """(Re)write known_hosts from the nodes' *current* host keys (all nodes, any mode)."""
+        path = Path(path) if path else self.known_hosts_path
+        path.write_text("".join(known_hosts_entry(n.host, n.port, n.host_key) for n in self.nodes.values()))
+        if path == self.known_hosts_path:
+            self._known_hosts = None
+        return path
+
+    @property
+    def known_hosts(self) -> asyncssh.SSHKnownHosts:
+        """The generated known_hosts, parsed once (pass this, not the path, to asyncssh)."""
+        if self._known_hosts is None:
+            self._known_hosts = asyncssh.read_known_hosts(str(self.known_hosts_path))
+        return self._known_hosts
+
+    def connect_options(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
+        node = self.nodes[name]
+        opts: dict[str, Any] = dict(
+            host=node.host, port=node.port, username=self.user, client_keys=[self.client_key],
+            known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
+            agent_forwarding=False, connect_timeout=5,
+        )
+        opts.update(overrides)
+        return opts
+
+    def write_fleet(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str = "simfleet",
+        service: Mapping[str, Any] | None = None,
+        groups: Mapping[str, str] | None = None,
+        tracks: Mapping[str, Any] | None = None,
+        ssh_overrides: Mapping[str, Any] | None = None,
+        rollout: Mapping[str, Any] | None = None,
+        sweep: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write a fleet file (tomli-w) for all nodes: strict host keys with the generated
+        known_hosts, the client key, and per-node host/port/root overrides. The other tables are
+        written as given. Sets and returns `fleet_path`."""
+        doc = fleet_document(
+            self.nodes.values(), name=name, user=self.user, identity_file=self.client_key_path,
+            known_hosts=self.known_hosts_path, service=service, groups=groups, tracks=tracks,
+            ssh_overrides=ssh_overrides, rollout=rollout, sweep=sweep,
+        )
+        self.fleet_path = write_toml(path, doc)
+        return self.fleet_path
+
+    async def set_modes(self, mode: str, names: Iterable[str] | None = None, **kwargs: Any) -> None:
+        """set_mode on several nodes (all by default)."""
+        for name in (self.names if names is None else names):
+            await self.nodes[name].set_mode(mode, **kwargs)
+
+    async def stop(self) -> None:
+        """Close every listener and connection, then kill every process our nodes started."""
+        waits: list[Awaitable[Any]] = []
+        for node in self.nodes.values():
+            waits += await node._close()
+        if waits:  # let aborted connections and sessions run their cleanup (bounded)
+            tasks = [asyncio.ensure_future(w) for w in waits]
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        left = await asyncio.to_thread(kill_marked, self.token)
+        if left:
+            warnings.warn(f"SimFleet.stop: processes {left} did not die", RuntimeWarning, stacklevel=2)
+
+
+# --------------------------------------------------------------------------------------------
+# For synchronous callers
+
+
+class SimFleetThread:
+    """A SimFleet on its own event loop in a daemon thread, for synchronous code::
+
+        with SimFleetThread(5, tmp) as sim:
+            sim.fleet.write_fleet(tmp / "fleet.toml")
+            subprocess.run(["pltui", "sweep", ...])
+            sim.set_mode("sim002", "refuse")
+    """
+
+    def __init__(self, n: int, base_dir: str | os.PathLike, **kwargs: Any):
+        self._args = (n, base_dir)
+        self._kwargs = kwargs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.fleet: SimFleet | None = None
+
+    def __enter__(self) -> "SimFleetThread":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120.0) -> SimFleet:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pltui-simfleet", daemon=True)
+        self._thread.start()
+        try:
+            self.fleet = self.call(lambda: SimFleet.start(*self._args, **self._kwargs), timeout=timeout)
+        except BaseException:
+            self._shutdown()
+            raise
+        return self.fleet
+
+    def call(self, coro_fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+        """Run ``await coro_fn()`` on the fleet's loop and return its result."""
+        assert self._loop is not None
+
+        async def run():
+            return await coro_fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def set_mode(self, name: str, mode: str, **kwargs: Any) -> None:
+        self.call(lambda: self.fleet.nodes[name].set_mode(mode, **kwargs))
+
+    def stop(self) -> None:
+        if self.fleet is not None and self._loop is not None:
+            fleet, self.fleet = self.fleet, None
+            self.call(fleet.stop)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            if not self._loop.is_running():
+                self._loop.close()
+            self._loop = None
+            self._thread = None
