@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+# ASCII digits only: str.isdigit/float() would also take "٣" or "1_000".
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)", re.ASCII)
+_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?$", re.ASCII)
+# Longer waits are typos, and far larger ones overflow time.sleep/select ("timestamp out of range").
+MAX_DURATION = 365 * 86400.0
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _checked(seconds: float, value: object) -> float:
+    if math.isnan(seconds):
+        raise ValueError(f"bad duration {_show(value)}")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {_show(value)}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {_show(value)} is longer than 365d")
+    return seconds + 0.0  # -0.0 -> 0.0
 
 
 def parse_duration(value: object) -> float:
-    """Seconds for a duration string or number; ValueError with a readable reason otherwise."""
+    """Seconds for a duration string or number; ValueError with a readable reason otherwise.
+
+    The result is always a finite float from 0 to MAX_DURATION (365 days)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like \"10s\", got {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"duration must not be negative, got {value!r}")
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf if value > 0 else -math.inf
+        return _checked(seconds, value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like \"10s\", got {type(value).__name__}")
     text = value.strip().lower().replace(" ", "")
     if not text:
         raise ValueError("empty duration")
-    try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        if number < 0:
-            raise ValueError(f"duration must not be negative, got {value!r}")
-        return number
+    if _NUMBER.match(text):
+        return _checked(float(text), value)
     pos = 0
     total = 0.0
     for match in _PART.finditer(text):
@@ -37,8 +55,8 @@ def parse_duration(value: object) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(text) or pos == 0:
-        raise ValueError(f"bad duration {value!r} (use e.g. \"500ms\", \"10s\", \"5m\", \"24h\", \"1h30m\")")
-    return total
+        raise ValueError(f"bad duration {_show(value)} (use e.g. \"500ms\", \"10s\", \"5m\", \"24h\", \"1h30m\")")
+    return _checked(total, value)
 
 
 def format_duration(seconds: float | None) -> str:
