@@ -289,23 +289,31 @@ class Transport:
         if bound_on_node:
             command = bounded(command, timeout)
         async with self.fanout:
-            conn = await self.connection(node)
-            started = time.monotonic()
-            try:
-                return await self._exec(conn, command, input, timeout, max_output, started)
-            except NodeError:
-                raise
-            except (asyncio.TimeoutError, TimeoutError):
-                raise NodeError(SSHState.TIMEOUT, f"command did not finish within {timeout:g}s") from None
-            except asyncssh.ChannelOpenError as exc:
-                self.drop(node.name)
-                raise NodeError(SSHState.ERROR, f"cannot open a session channel: {exc.reason}") from None
-            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError, ConnectionError) as exc:
-                self.drop(node.name)
-                raise NodeError(SSHState.ERROR, f"connection lost while running a command: {exc}") from None
-            except asyncssh.Error as exc:
-                self.drop(node.name)
-                raise NodeError(SSHState.ERROR, f"SSH error: {exc}") from None
+            for attempt in (1, 2):
+                reused = self._is_pooled(node.name)
+                conn = await self.connection(node)
+                started = time.monotonic()
+                try:
+                    return await self._exec(conn, command, input, timeout, max_output, started)
+                except NodeError:
+                    raise
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise NodeError(SSHState.TIMEOUT, f"command did not finish within {timeout:g}s") from None
+                except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
+                        BrokenPipeError, ConnectionError) as exc:
+                    self.drop(node.name)
+                    if reused and attempt == 1 and _before_output(exc):
+                        continue  # a pooled connection that died while idle: reconnect once
+                    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+                    raise NodeError(SSHState.ERROR, f"connection lost while running a command: {reason}") from None
+                except asyncssh.Error as exc:
+                    self.drop(node.name)
+                    raise NodeError(SSHState.ERROR, f"SSH error: {exc}") from None
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _is_pooled(self, name: str) -> bool:
+        conn = self._conns.get(name)
+        return conn is not None and not conn.is_closed()
 
     async def _exec(self, conn, command, input, timeout, max_output, started) -> ExecResult:
         async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
@@ -371,6 +379,12 @@ class Transport:
         async with self.fanout:
             await self.connection(node)
         return (time.monotonic() - started) * 1000
+
+
+def _before_output(exc: BaseException) -> bool:
+    """True for failures that mean the command never started (safe to retry on a new connection)."""
+    return isinstance(exc, (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
+                            BrokenPipeError, ConnectionResetError))
 
 
 def bounded(command: str, timeout: float) -> str:
