@@ -406,7 +406,8 @@ class SshdFleet:
             "PrintLastLog no",
             "X11Forwarding no",
             "AllowAgentForwarding no",
-            "AllowTcpForwarding no",
+            "AllowTcpForwarding local",  # jump-host (ProxyJump) tests; loopback-only fleet
+            "PermitListen none",
             "PermitUserEnvironment no",
             "AcceptEnv LANG LC_* PLTUI_*",
             f"SetEnv {MARKER_ENV}={self.token}",

@@ -131,3 +131,24 @@ def test_human_table_and_exit_codes(sshd_fleet, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pltui", "sweep", str(path), "-w", "nosuch[1-2]"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not in the fleet" in bad.stderr
+
+
+async def test_nodes_behind_a_jump_host_share_one_connection(sshd_fleet, tmp_path):
+    from pltui.sweep import Engine
+
+    for node in sshd_fleet.nodes.values():
+        plant(Path(node.root))
+    jump = sshd_fleet.nodes["sshd001"]
+    path = sshd_fleet.write_fleet(tmp_path / "fleet.toml", service={"important": ["bin/*"]},
+                                  ssh_overrides={"proxy_jump": f"{sshd_fleet.user}@{jump.host}:{jump.port}"})
+    engine = Engine(load(path), state_dir=tmp_path / "state")
+    try:
+        await engine.sweep()
+        assert all(s.ssh.value == "ok" for s in engine.statuses.values()), \
+            [s.error for s in engine.statuses.values()]
+        assert len(engine.transport._jumps) == 1
+        jump_conn = next(iter(engine.transport._jumps.values()))
+        await engine.sweep()
+        assert next(iter(engine.transport._jumps.values())) is jump_conn
+    finally:
+        await engine.close()
