@@ -8,27 +8,99 @@ and caches folds (irregular PlanetLab-style names fold slowly).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Iterable, Sequence
 
 from ClusterShell.NodeSet import NodeSet, NodeSetException, set_std_group_resolver
-from ClusterShell.NodeUtils import GroupResolver, GroupSource, GroupResolverError
-
-# Never let ClusterShell read /etc/clustershell/groups*: a fleet's groups come from its file only.
-set_std_group_resolver(GroupResolver(GroupSource("pltui-empty", {})))
+from ClusterShell.NodeUtils import (
+    GroupResolver,
+    GroupResolverError,
+    GroupResolverSourceError,
+    GroupSource,
+    GroupSourceError,
+)
 
 _GROUP_REF = re.compile(r"@([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+
+# Upper bound on the nodes one expression may name: `n[1-100000000]` would otherwise make
+# ClusterShell build a set of 10^8 strings (minutes, gigabytes) before anything could refuse it.
+MAX_NODES = 100_000
+# One item of a bracket: 7, 1-10 or 1-10/2 (ASCII digits; ClusterShell's int() would also take
+# signs and other scripts' digits, and turns `n[1-2-3]` into n-2..n3).
+_RANGE_ITEM = re.compile(r"^[0-9]+(?:-[0-9]+(?:/[0-9]+)?)?$", re.ASCII)
+_OPERATORS = ",!&^"
 
 
 class NodeSetError(ValueError):
     """A node-set expression could not be parsed or resolved."""
 
 
+class _StrictSource(GroupSource):
+    """A static group source where an unknown group is an error, not silently empty."""
+
+    def resolv_map(self, group):
+        if group not in self.groups:
+            raise GroupSourceError(f"unknown group '@{group}'", self)
+        return self.groups[group]
+
+    def resolv_list(self):
+        raise GroupSourceError("listing groups ('@@', '@*') is not supported", self)
+
+
+def _strict_resolver(groups: dict[str, str], all_nodes: str | None = None) -> GroupResolver:
+    return GroupResolver(_StrictSource("fleet", dict(groups), all_nodes))
+
+
+# Never let ClusterShell read /etc/clustershell/groups* (or ~/.config, $CLUSTERSHELL_CFGDIR):
+# a fleet's groups come from its file only, and a group outside it is an error.
+_NO_GROUPS = _strict_resolver({})
+set_std_group_resolver(_NO_GROUPS)
+
+
 def _resolver(groups: dict[str, str] | None, all_nodes: Sequence[str] | None) -> GroupResolver:
-    table = dict(groups or {})
-    source = GroupSource("fleet", table, ",".join(all_nodes) if all_nodes else None)
-    return GroupResolver(source)
+    return _strict_resolver(dict(groups or {}), ",".join(all_nodes) if all_nodes else None)
+
+
+def _precheck(expr: str) -> str | None:
+    """Why `expr` must not reach ClusterShell (a bad range, or too many nodes), or None.
+
+    Brackets are checked item by item, and the size is bounded by summing, over the terms
+    between top-level operators, the product of each term's bracket sizes. Unbalanced
+    brackets are left for ClusterShell to report."""
+    total = 0
+    term = 1
+    i, n = 0, len(expr)
+    while i < n:
+        char = expr[i]
+        if char == "[":
+            close = expr.find("]", i + 1)
+            if close < 0 or "[" in expr[i + 1:close]:
+                return None
+            size = 0
+            for item in re.sub(r"\s+", "", expr[i + 1:close]).split(","):
+                if not _RANGE_ITEM.match(item):
+                    return f"bad range {item!r} in [{expr[i + 1:close]}]" if item else f"empty range in [{expr[i + 1:close]}]"
+                low, _, rest = item.partition("-")
+                high, _, step = rest.partition("/")
+                if high and int(high) >= int(low) and (not step or int(step) > 0):
+                    size += (int(high) - int(low)) // int(step or 1) + 1
+                else:
+                    size += 1
+            term *= size
+            if term > MAX_NODES:
+                break
+            i = close + 1
+            continue
+        if char in _OPERATORS:
+            total += term
+            term = 1
+        i += 1
+    total += term
+    if total > MAX_NODES:
+        return f"names more than {MAX_NODES} nodes"
+    return None
 
 
 def _parse(expr: str, resolver: GroupResolver | None = None) -> NodeSet:
@@ -36,64 +108,96 @@ def _parse(expr: str, resolver: GroupResolver | None = None) -> NodeSet:
         raise NodeSetError(f"node set must be a string, got {type(expr).__name__}")
     if not expr.strip():
         raise NodeSetError("empty node-set expression")
+    reason = _precheck(expr)
+    if reason:
+        raise NodeSetError(f"bad node set {expr!r}: {reason}")
     try:
-        return NodeSet(expr, resolver=resolver)
-    except (NodeSetException, GroupResolverError) as exc:
+        return NodeSet(expr, resolver=resolver or _NO_GROUPS)
+    except GroupResolverSourceError as exc:
+        raise NodeSetError(f"bad node set {expr!r}: unknown group source {str(exc)!r} (use '@group')") from None
+    except (NodeSetException, GroupResolverError, GroupSourceError) as exc:
         raise NodeSetError(f"bad node set {expr!r}: {exc}") from None
     except RecursionError:
         raise NodeSetError(f"bad node set {expr!r}: group definitions refer to themselves") from None
-    except (ValueError, TypeError, IndexError, KeyError) as exc:  # ClusterShell leaks these on odd input
+    except Exception as exc:  # ClusterShell leaks ValueError, OverflowError, ... on odd input
         raise NodeSetError(f"bad node set {expr!r}: {exc}") from None
 
 
 def expand(expr: str) -> list[str]:
-    """Every node name of a group-free expression, in ClusterShell's order."""
+    """Every node name of a group-free expression, in ClusterShell's order (`@group` is an error)."""
     return list(_parse(expr))
 
 
 def _group_cycles(exprs: dict[str, str]) -> dict[str, str]:
-    """Groups whose definitions refer, directly or not, to themselves."""
-    refs = {g: set(_GROUP_REF.findall(e)) for g, e in exprs.items()}
+    """Groups whose definitions refer, directly or not, to themselves (shortest chain shown)."""
+    refs = {g: sorted(set(_GROUP_REF.findall(e))) for g, e in exprs.items()}
     bad: dict[str, str] = {}
-
-    def visit(group: str, path: list[str]) -> None:
-        for ref in sorted(refs.get(group, ())):
-            if ref == path[0]:
-                chain = " -> ".join(["@" + p for p in path] + ["@" + ref])
-                bad.setdefault(path[0], f"refers to itself ({chain})")
-                return
-            if ref in refs and ref not in path:
-                visit(ref, path + [ref])
-
     for group in exprs:
-        visit(group, [group])
+        # breadth-first from the group's references; reaching the group again is a cycle
+        parent: dict[str, str] = {}
+        queue = deque()
+        for ref in refs[group]:
+            if ref in refs and ref not in parent:
+                parent[ref] = group
+                queue.append(ref)
+        while queue:
+            current = queue.popleft()
+            if current == group:
+                chain = [group]
+                node = parent[group]
+                while node != group:
+                    chain.append(node)
+                    node = parent[node]
+                chain.append(group)
+                bad[group] = "refers to itself (" + " -> ".join("@" + g for g in reversed(chain)) + ")"
+                break
+            for ref in refs[current]:
+                if ref in refs and ref not in parent:
+                    parent[ref] = current
+                    queue.append(ref)
     return bad
 
 
 def resolve_groups(exprs: dict[str, str], all_nodes: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Expand every group; return (members, problems) where problems names each bad group."""
+    """Expand every group; return (members, problems) where problems names each bad group.
+
+    Groups are resolved in dependency order, each `@other` standing for the already resolved
+    members of `other`, so nested groups cost one parse each however they are shared."""
     problems = _group_cycles(exprs)
     known = set(exprs) | {"all"}
-    for group, expr in exprs.items():
+    refs = {g: set(_GROUP_REF.findall(e)) for g, e in exprs.items()}
+    for group in exprs:
         if group in problems:
             continue
-        unknown = sorted(set(_GROUP_REF.findall(expr)) - known)
+        unknown = sorted(refs[group] - known)
         if unknown:
-            import difflib
-
             hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
             suffix = f" (did you mean '@{hint[0]}'?)" if hint else ""
             problems[group] = f"refers to unknown group '@{unknown[0]}'{suffix}"
-    good = {g: e for g, e in exprs.items() if g not in problems}
-    table = dict(good)
-    table["all"] = ",".join(all_nodes) if all_nodes else ""
-    resolver = _resolver(table, all_nodes)
+    table = {"all": ",".join(all_nodes)}
     members: dict[str, list[str]] = {}
-    for group, expr in good.items():
-        try:
-            members[group] = list(_parse(expr, resolver))
-        except NodeSetError as exc:
-            problems[group] = str(exc)
+    pending = [g for g in exprs if g not in problems]
+    while pending:
+        progress = False
+        for group in list(pending):
+            deps = refs[group] - {"all"}
+            broken = sorted(d for d in deps if d in problems)
+            if broken:
+                problems[group] = f"refers to group '@{broken[0]}', which has problems"
+            elif all(d in members for d in deps):
+                try:
+                    members[group] = list(_parse(exprs[group], _strict_resolver(table, table["all"])))
+                    table[group] = ",".join(members[group])
+                except NodeSetError as exc:
+                    problems[group] = str(exc)
+            else:
+                continue
+            pending.remove(group)
+            progress = True
+        if not progress:  # pragma: no cover - cycles were removed above
+            for group in pending:
+                problems[group] = "could not be resolved"
+            break
     return members, problems
 
 
@@ -106,8 +210,8 @@ class Selector:
         self.groups = {g: list(m) for g, m in groups.items()}
         table = {g: ",".join(m) for g, m in self.groups.items()}
         table["all"] = ",".join(self.nodes)
-        self._resolver = GroupResolver(GroupSource("fleet", {g: v for g, v in table.items() if v}, table["all"]))
-        self._empty_groups = {g for g, v in table.items() if not v}
+        # Empty groups resolve to nothing; unknown ones are errors (see _StrictSource).
+        self._resolver = _strict_resolver(table, table["all"])
 
     @classmethod
     def for_fleet(cls, fleet) -> "Selector":
@@ -115,26 +219,21 @@ class Selector:
 
     def parse(self, expr: str) -> list[str]:
         """Nodes of the fleet named by `expr`, in fleet order; unknown nodes or groups are errors."""
+        if not isinstance(expr, str):
+            raise NodeSetError(f"node set must be a string, got {type(expr).__name__}")
         for ref in _GROUP_REF.findall(expr):
             if ref not in self.groups and ref != "all":
-                import difflib
-
                 hint = difflib.get_close_matches(ref, list(self.groups), n=1)
                 suffix = f" (did you mean '@{hint[0]}'?)" if hint else ""
                 raise NodeSetError(f"unknown group '@{ref}' in {expr!r}{suffix}")
-        # Empty groups cannot be given to ClusterShell's resolver; substitute a name no node has.
-        for group in self._empty_groups:
-            expr = re.sub(r"@" + re.escape(group) + r"\b", "__pltui_empty_group__", expr)
         names = list(_parse(expr, self._resolver))
-        unknown = [n for n in names if n not in self._index and n != "__pltui_empty_group__"]
+        unknown = [n for n in names if n not in self._index]
         if unknown:
-            import difflib
-
             hint = difflib.get_close_matches(unknown[0], self.nodes, n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
             raise NodeSetError(f"{expr!r} names node {unknown[0]!r}{more}, not in the fleet{suffix}")
-        return self.order(n for n in names if n in self._index)
+        return self.order(names)
 
     def order(self, names: Iterable[str]) -> list[str]:
         return sorted(set(names), key=self._index.__getitem__)
@@ -150,8 +249,6 @@ class Selector:
         minus -x and -X. An empty result is an error: acting on nothing is never intended."""
         for group in list(groups) + list(exclude_groups):
             if group not in self.groups and group != "all":
-                import difflib
-
                 hint = difflib.get_close_matches(group, list(self.groups), n=1)
                 suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise NodeSetError(f"unknown group {group!r}{suffix}")
@@ -173,10 +270,14 @@ class Selector:
 
 _FOLD_CACHE: "OrderedDict[frozenset[str], str]" = OrderedDict()
 _FOLD_CACHE_SIZE = 256
+# Also bound the names held: 256 sets of a 10k-node fleet would pin ~150 MB of frozensets.
+_FOLD_CACHE_NAMES = 200_000
+_fold_cache_names = 0
 
 
 def fold(names: Iterable[str]) -> str:
     """The shortest ClusterShell form of a set of names (`pl[1-3,7]`), cached by set."""
+    global _fold_cache_names
     key = frozenset(names)
     cached = _FOLD_CACHE.get(key)
     if cached is not None:
@@ -185,10 +286,13 @@ def fold(names: Iterable[str]) -> str:
     if not key:
         return ""
     try:
-        folded = str(NodeSet.fromlist(sorted(key), resolver=GroupResolver(GroupSource("none", {}))))
-    except (NodeSetException, ValueError, TypeError):
+        folded = str(NodeSet.fromlist(sorted(key), resolver=_NO_GROUPS))
+    except Exception:  # a name ClusterShell cannot take: list them as they are
         folded = ",".join(sorted(key))
-    _FOLD_CACHE[key] = folded
-    if len(_FOLD_CACHE) > _FOLD_CACHE_SIZE:
-        _FOLD_CACHE.popitem(last=False)
+    if len(key) <= _FOLD_CACHE_NAMES:
+        _FOLD_CACHE[key] = folded
+        _fold_cache_names += len(key)
+        while len(_FOLD_CACHE) > _FOLD_CACHE_SIZE or _fold_cache_names > _FOLD_CACHE_NAMES:
+            old, _ = _FOLD_CACHE.popitem(last=False)
+            _fold_cache_names -= len(old)
     return folded
