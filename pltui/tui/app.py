@@ -1,0 +1,347 @@
+"""The console app: wires one sweep engine to the screens.
+
+Engine events arrive on a queue read by one worker (`_pump`). The pump only records what
+changed (dirty nodes, event lines, action runs) and schedules a flush; the flush applies
+everything in one `batch_update()` at most `1 / flush_interval` times a second. No timer runs
+when nothing changed, except the header's 1 s clock (which touches the screen only when its
+text changes) and a progress poll while an action runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rich.text import Text
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+
+from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeUpdated, Notice, SweepFinished,
+                         SweepStarted)
+from pltui.sanitize import clean_line
+from pltui.sweep import Engine
+from pltui.tui import settings, themes
+from pltui.tui.commands import CommandError, parse
+from pltui.tui.dispatch import SPECS, ActionRun
+from pltui.tui.operations import Operations
+from pltui.tui.screens.confirm import ConfirmScreen
+from pltui.tui.screens.detail import DetailScreen
+from pltui.tui.screens.help import HelpScreen
+from pltui.tui.screens.main import MainScreen
+from pltui.tui.screens.progress import ProgressScreen
+from pltui.tui.screens.prompt import ChoiceScreen
+from pltui.tui.view import ConsoleView
+from pltui.tui.widgets.event_pane import event_line
+from pltui.tui.widgets.header_bar import header_text
+
+FLUSH_INTERVAL = 0.25
+
+
+class ConsoleApp(Operations, App):
+    CSS_PATH = "pltui.tcss"
+    TITLE = "pltui"
+    BINDINGS = [
+        Binding("q", "quit_console", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("t", "choose_theme", "Theme", show=False),
+    ]
+
+    def __init__(self, engine: Engine, *, readonly: bool = False, start_engine: bool = True,
+                 clock: Callable[[], float] = time.time, config_dir: Path | None = None,
+                 flush_interval: float = FLUSH_INTERVAL, theme: str | None = None):
+        super().__init__()
+        self.view = ConsoleView(engine, clock=clock, readonly=readonly)
+        self.start_engine = start_engine
+        self.config_dir = config_dir
+        self.flush_interval = flush_interval
+        self.engine_task: asyncio.Task | None = None
+        self.runs: list[ActionRun] = []
+        self.events_unseen = 0
+        self.flushes = 0
+        self._queue: asyncio.Queue | None = None
+        self._dirty: set[str] = set()
+        self._lines: list[tuple[float, str, str, str | None]] = []
+        self._flush_timer: Timer | None = None
+        self._last_flush = 0.0
+        self._startup_notes: list[tuple[str, str]] = []
+        self._loading_theme = True
+        self._setup_themes(theme)
+        self._loading_theme = False
+
+    # -- themes -----------------------------------------------------------------------------
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(themes.PLTUI_VARIABLES)
+
+    def _setup_themes(self, wanted: str | None) -> None:
+        user_dir = (self.config_dir / "themes") if self.config_dir else None
+        found = themes.discover(user_dir)
+        self.pltui_themes = list(found.themes)
+        for theme in found.themes.values():
+            self.register_theme(theme)
+        for problem in found.problems:
+            self._startup_notes.append(("error", f"theme skipped: {problem}"))
+        saved, problem = settings.load(self.config_dir)
+        if problem:
+            self._startup_notes.append(("warning", problem))
+        name = wanted or saved.get("theme") or themes.DEFAULT_THEME
+        if name not in self.available_themes:
+            self._startup_notes.append(("warning", f"theme {name!r} not found; using {themes.DEFAULT_THEME}"))
+            name = themes.DEFAULT_THEME
+        self.theme = name
+        self._update_styles()
+
+    def _update_styles(self) -> None:
+        theme = self.current_theme
+        derived = {"node-up": theme.success, "node-degraded": theme.warning, "node-down": theme.error,
+                   "drift": theme.accent, "isolated": theme.secondary}
+        self.view.styles = {
+            var: themes.rich_style(theme.variables.get(var) or derived.get(var) or default)
+            for var, default in themes.PLTUI_VARIABLES.items()
+        }
+
+    def watch_theme(self, name: str) -> None:
+        self._update_styles()
+        if self._loading_theme:
+            return
+        main = self.main
+        if main is not None:
+            main.table.restyle()
+            self.refresh_header()
+        problem = settings.save({"theme": name}, self.config_dir)
+        if problem:
+            self.notify(problem, severity="warning")
+
+    def action_choose_theme(self) -> None:
+        names = list(self.pltui_themes) + [n for n in sorted(self.available_themes) if n not in self.pltui_themes]
+        choices = [(n, n + ("  (pltui)" if n in self.pltui_themes else "")) for n in names]
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.set_theme(name)
+
+        self.push_screen(ChoiceScreen("Theme", choices, current=self.theme), chosen)
+
+    def set_theme(self, name: str) -> None:
+        if name not in self.available_themes:
+            self.notify(f"no theme {name!r}; have: {', '.join(self.pltui_themes)}", severity="error")
+            return
+        self.theme = name
+        self.notify(f"theme {name}")
+
+    # -- screens ----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen()
+
+    @property
+    def main(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def open_detail(self, name: str | None) -> None:
+        if name:
+            self.push_screen(DetailScreen(name))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.view.readonly))
+
+    # -- engine wiring ----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        for level, message in self._startup_notes:
+            self.notify(message, severity="error" if level == "error" else "warning", timeout=10)
+        self._queue = self.view.engine.subscribe()
+        self.run_worker(self._pump(), name="engine-events", group="engine", exit_on_error=False)
+        if self.start_engine:
+            self.engine_task = self.view.engine.start()
+        self.set_interval(1.0, self.refresh_header, name="header-clock")
+
+    def on_unmount(self) -> None:
+        if self._queue is not None:
+            self.view.engine.unsubscribe(self._queue)
+
+    async def _pump(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        while True:
+            event = await queue.get()
+            self.ingest(event)
+            while not queue.empty():
+                self.ingest(queue.get_nowait())
+            self.schedule_flush()
+
+    def ingest(self, event) -> None:
+        """Record one engine event; the screen changes at the next flush."""
+        if isinstance(event, NodeUpdated):
+            if event.status.node in self.view.index:
+                self._dirty.add(event.status.node)
+        elif isinstance(event, SweepFinished):
+            self._dirty.update(self.view.names)  # consensus changed: protocol and checksum cells
+            health = event.summary.get("health", {})
+            self._line(event.time, "info", f"{'checksum ' if event.checksums else ''}sweep {event.sweep_id} done: "
+                       + ", ".join(f"{v} {k}" for k, v in health.items() if v))
+        elif isinstance(event, SweepStarted):
+            pass
+        elif isinstance(event, HealDone):
+            self._dirty.add(event.node)
+            self._line(event.time, "ok" if event.ok else "error", event.message, event.node)
+        elif isinstance(event, Notice):
+            self._line(event.time, event.level, event.message, event.node)
+        elif isinstance(event, (ActionProgress, ActionFinished)):
+            for run in self.runs:
+                if run.apply(event):
+                    break
+            if isinstance(event, ActionFinished):
+                self._line(event.time, "ok" if event.ok else "error",
+                           f"{event.kind} {event.action_id} finished " + ("ok" if event.ok else "with failures"))
+            elif event.node is None or event.state in ("failed", "rolled-back", "unreachable"):
+                self._line(event.time, "error" if event.node else "info",
+                           f"{event.kind}: {event.state} {event.detail}".strip(), event.node)
+
+    def _line(self, when: float, level: str, message: str, node: str | None = None) -> None:
+        self._lines.append((when, level, message, node))
+        main = self.main
+        if level in ("error", "warning") and (main is None or not main.events.display):
+            self.events_unseen += 1
+
+    def schedule_flush(self) -> None:
+        if self._flush_timer is None:
+            delay = max(0.01, self._last_flush + self.flush_interval - time.monotonic())
+            self._flush_timer = self.set_timer(delay, self.flush, name="flush")
+
+    def flush(self) -> None:
+        """Apply everything recorded since the last flush, in one batch."""
+        self._flush_timer = None
+        self._last_flush = time.monotonic()
+        self.flushes += 1
+        main = self.main
+        if main is None or not main.is_mounted:
+            return
+        with self.batch_update():
+            if self._dirty and not self.view.paused:
+                dirty, self._dirty = self._dirty, set()
+                main.table.refresh_nodes(dirty)
+                for screen in self.screen_stack:
+                    if hasattr(screen, "nodes_changed"):
+                        screen.nodes_changed(dirty)
+            if self._lines:
+                lines, self._lines = self._lines, []
+                for when, level, message, node in lines[-1000:]:
+                    main.events.write(event_line(when, level, message, node, self.view.styles))
+            for screen in self.screen_stack:
+                if isinstance(screen, ProgressScreen) and screen.job.dirty:
+                    screen.update_run()
+            self.refresh_header()
+
+    def refresh_header(self) -> None:
+        main = self.main
+        if main is None or not main.is_mounted:
+            return
+        running = [r.kind for r in self.runs if not r.finished]
+        main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running))
+
+    def set_paused(self, paused: bool) -> None:
+        self.view.freeze(paused)
+        main = self.main
+        if not paused and main is not None:
+            self._dirty.update(self.view.names)
+            self.schedule_flush()
+        self.refresh_header()
+
+    # -- the command line and the palette --------------------------------------------------
+
+    def run_command(self, line: str) -> None:
+        try:
+            command = parse(line)
+        except CommandError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if command is None:
+            return
+        main = self.main
+        name, args = command.name, command.args
+        if name in SPECS:
+            self.start_action(name, command.rest or None)
+        elif name == "heal":
+            self.start_heal()
+        elif name == "sweep":
+            self.sweep_now(False)
+        elif name == "checksums":
+            self.sweep_now(True)
+        elif name in ("mark", "unmark") and main is not None:
+            main.mark_expr(command.rest, name == "mark")
+        elif name == "group":
+            self.save_marked_group(args[1])
+        elif name == "filter" and main is not None:
+            main.apply_filter(command.rest)
+        elif name == "sort" and main is not None:
+            from pltui.tui.cells import SORTABLE
+
+            column = {"proto": "protocol", "sums": "checksums", "name": "node"}.get(args[0], args[0])
+            if column not in SORTABLE:
+                self.notify(f"no column {args[0]!r}; one of {', '.join(SORTABLE)}", severity="error")
+            else:
+                main.set_sort(column, len(args) > 1 and args[1] == "desc")
+        elif name == "theme":
+            if args:
+                self.set_theme(args[0])
+            else:
+                self.action_choose_theme()
+        elif name == "events" and main is not None:
+            main.action_toggle_events()
+        elif name == "pause":
+            self.set_paused(not self.view.paused)
+        elif name == "help":
+            self.action_help()
+        elif name == "progress":
+            self.show_progress()
+        elif name == "quit":
+            self.action_quit_console()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("pltui: sweep now", "Sweep every node now (s)", lambda: self.sweep_now(False))
+        yield SystemCommand("pltui: checksum sweep now", "Sweep with file checksums (S)", lambda: self.sweep_now(True))
+        yield SystemCommand("pltui: choose theme", "Switch the console's theme (t)", self.action_choose_theme)
+        yield SystemCommand("pltui: help", "Every key and command (?)", self.action_help)
+        yield SystemCommand("pltui: toggle event pane", "Notices, heals, actions, errors (e)",
+                            lambda: self.run_command("events"))
+        yield SystemCommand("pltui: pause / unpause the view", "Freeze the table (Z)", lambda: self.run_command("pause"))
+        if not self.view.readonly:
+            yield SystemCommand("pltui: heal now", "Restart dead node monitors on the selection (h)", self.start_heal)
+        for spec in SPECS.values():
+            if self.view.readonly and spec.mutating:
+                continue
+            yield SystemCommand(f"pltui: {spec.name}", f"{spec.title} the selection ({spec.key})",
+                                lambda name=spec.name: self.start_action(name))
+        for name in self.pltui_themes:
+            yield SystemCommand(f"pltui: theme {name}", "Switch theme", lambda n=name: self.set_theme(n))
+
+    # -- quitting ---------------------------------------------------------------------------
+
+    def action_quit_console(self) -> None:
+        running = [r for r in self.runs if not r.finished]
+        if not running:
+            self.exit()
+            return
+        what = ", ".join(f"{r.kind} on {len(r.nodes)} nodes" for r in running)
+        question = Text(f"An action is running ({clean_line(what, 200)}). Quit anyway? It will be aborted.", end="")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                for run in running:
+                    run.control.abort()
+                self.exit()
+
+        self.push_screen(ConfirmScreen("Quit", question, yes="quit"), answered)
+
+    async def action_quit(self) -> None:
+        self.action_quit_console()

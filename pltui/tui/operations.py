@@ -1,0 +1,233 @@
+"""What the console does to the fleet: sweeps, heal, actions, saved groups, shells.
+
+A mixin of the app, shared by key bindings, the `:` command line and the command palette.
+Everything mutating asks first (ConfirmScreen, default No) and is refused on a read-only console.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from rich.text import Text
+from textual import work
+from textual.app import SuspendNotSupported
+
+from pltui.actions.base import ActionError, Control
+from pltui.fleet import FleetError, save_group
+from pltui.nodesets import fold
+from pltui.sanitize import clean_line
+from pltui.ssh import ssh_command_line
+from pltui.tui.dispatch import SPECS, ActionRun, NotAvailable, is_mutating, resolve
+from pltui.tui.screens.confirm import ConfirmScreen
+from pltui.tui.screens.progress import ProgressScreen
+from pltui.tui.screens.prompt import PromptScreen
+
+
+def plan_text(plan: dict, limit: int = 400) -> Text:
+    """A plan (JSON-ready dict) as readable lines: stages and batches get their node sets folded."""
+    out = Text(end="")
+
+    def nodes_of(value) -> str | None:
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return f"{len(value)} node{'s' if len(value) != 1 else ''}: {fold(value)}"
+        return None
+
+    def walk(value, indent: int, key: str | None) -> None:
+        if len(out.plain) > limit * 80:
+            return
+        pad = "  " * indent
+        label = f"{pad}{clean_line(key, 64)}: " if key is not None else pad
+        folded = nodes_of(value)
+        if folded is not None:
+            out.append(label, "bold")
+            out.append(clean_line(folded, 300) + "\n")
+        elif isinstance(value, dict):
+            if key is not None:
+                out.append(label.rstrip() + "\n", "bold")
+            for k, v in value.items():
+                walk(v, indent + (1 if key is not None else 0), str(k))
+        elif isinstance(value, list):
+            out.append(label.rstrip() + "\n", "bold")
+            for i, item in enumerate(value, 1):
+                walk(item, indent + 1, f"{i}")
+        else:
+            out.append(label, "bold")
+            out.append(clean_line(str(value), 300) + "\n")
+
+    walk(plan, 0, None)
+    return out
+
+
+class Operations:
+    """Mixin for ConsoleApp: needs self.view, self.runs, self.main, notify, push_screen..."""
+
+    # -- targets ----------------------------------------------------------------------------
+
+    def targets(self) -> list[str]:
+        cursor = self.main.table.cursor_node if self.main is not None else None
+        return self.view.targets(cursor)
+
+    def action_is_mutating(self, name: str) -> bool:
+        spec = SPECS.get(name)
+        if spec is None:
+            return name in ("heal",)
+        try:
+            cls = resolve(spec)
+        except NotAvailable:
+            cls = None
+        return is_mutating(spec, cls)
+
+    def _refuse_readonly(self, what: str) -> bool:
+        if self.view.readonly:
+            self.notify(f"{what} is disabled: this console is read-only (--readonly)", severity="warning")
+            return True
+        return False
+
+    # -- sweeps -----------------------------------------------------------------------------
+
+    def sweep_now(self, checksums: bool) -> None:
+        engine = self.view.engine
+        word = "checksum sweep" if checksums else "sweep"
+        if self.engine_task is not None and not self.engine_task.done():
+            if not engine.lock.owned:
+                self.notify(f"another pltui runs this fleet's sweeps ({engine.lock.holder()}); "
+                            f"its results show here", severity="warning")
+                return
+            engine.request_sweep(checksums=checksums)
+            self.notify(f"{word} requested" + (" (after the one running)" if engine.sweeping else ""))
+        else:
+            self._sweep_once(checksums)
+            self.notify(f"{word} started")
+
+    @work(group="sweep", exclusive=True)
+    async def _sweep_once(self, checksums: bool) -> None:
+        await self.view.engine.sweep(checksums=checksums)
+
+    # -- heal -------------------------------------------------------------------------------
+
+    @work(group="ask")
+    async def start_heal(self, names: list[str] | None = None) -> None:
+        if self._refuse_readonly("heal"):
+            return
+        names = names or self.targets()
+        if not names:
+            return
+        question = Text(f"Heal {self.view.describe(names)}: restart the node monitor where it is dead?", end="")
+        if not await self.push_screen_wait(ConfirmScreen("Heal now", question, yes="heal")):
+            self.notify("heal cancelled")
+            return
+        self.notify(f"healing {len(names)} node{'s' if len(names) != 1 else ''}")
+        results = await self.view.engine.heal(names)
+        failed = [r.node for r in results if not r.ok]
+        self.notify(f"heal: {len(results) - len(failed)}/{len(results)} healed" +
+                    (f"; failed: {fold(failed)}" if failed else ""), severity="error" if failed else "information")
+
+    # -- actions ----------------------------------------------------------------------------
+
+    @work(group="ask")
+    async def start_action(self, name: str, option: str | None = None) -> None:
+        """Resolve, ask for the option, build, review the plan, confirm, run, show progress."""
+        spec = SPECS[name]
+        try:
+            cls = resolve(spec)
+        except NotAvailable as exc:
+            self.notify(str(exc), title=spec.name, severity="warning")
+            return
+        if is_mutating(spec, cls) and self._refuse_readonly(spec.name):
+            return
+        names = self.targets()
+        if not names:
+            self.notify("no node to act on", severity="warning")
+            return
+        options = dict(spec.extra)
+        if spec.ask:
+            if option is None:
+                option = await self.push_screen_wait(PromptScreen(spec.ask, hint=f"{spec.name} on {self.view.describe(names)}"))
+            if not option:
+                self.notify(f"{spec.name} cancelled")
+                return
+            options[spec.option] = option
+        control = Control()
+        try:
+            action = cls(self.view.fleet, self.view.engine.transport, self.view.engine.store, names,
+                         emit=self.view.engine.emit, control=control, **options)
+            plan = action.plan()
+        except (ActionError, FleetError, ValueError, TypeError, OSError) as exc:
+            self.notify(clean_line(str(exc), 500), title=f"{spec.name} cannot start", severity="error")
+            return
+        question = Text(end="")
+        question.append(f"{spec.title} {len(names)} node{'s' if len(names) != 1 else ''}", "bold")
+        if spec.option and spec.option in options:
+            question.append(f"  ({spec.option}: {clean_line(str(options[spec.option]), 200)})")
+        question.append(f"\n{clean_line(fold(names), 300)}")
+        if not await self.push_screen_wait(ConfirmScreen(spec.name, question, plan_text(plan), yes=spec.name)):
+            self.notify(f"{spec.name} cancelled")
+            return
+        run = ActionRun(spec, action, control, names)
+        self.runs.append(run)
+        self._run_action(run)
+        self.push_screen(ProgressScreen(run))
+
+    @work(group="actions")
+    async def _run_action(self, run: ActionRun) -> None:
+        try:
+            report = await run.action.run()
+        except ActionError as exc:
+            run.finish(False, None, str(exc))
+            self.notify(clean_line(str(exc), 500), title=f"{run.kind} did not start", severity="error")
+        except Exception as exc:  # an action's bug must not take the console down
+            run.finish(False, None, f"internal error: {type(exc).__name__}: {exc}")
+            self.notify(clean_line(f"{type(exc).__name__}: {exc}", 500), title=f"{run.kind} failed", severity="error")
+        else:
+            if not run.finished:
+                run.finish(report.ok, report.to_json())
+        finally:
+            self.refresh_header()
+            self.schedule_flush()
+
+    def show_progress(self) -> None:
+        if not self.runs:
+            self.notify("no action started from this console yet")
+            return
+        running = [r for r in self.runs if not r.finished]
+        self.push_screen(ProgressScreen(running[-1] if running else self.runs[-1]))
+
+    # -- groups, shells ---------------------------------------------------------------------
+
+    def save_marked_group(self, group: str) -> None:
+        if self._refuse_readonly("saving a group"):
+            return
+        names = self.view.marked()
+        fleet = self.view.fleet
+        if not names:
+            self.notify("mark some nodes first (space, g, m)", severity="warning")
+            return
+        if fleet.path is None:
+            self.notify("this fleet was not loaded from a file", severity="error")
+            return
+        try:
+            save_group(fleet.path, group, fold(names))
+        except (FleetError, OSError) as exc:
+            self.notify(clean_line(str(exc), 500), title="group not saved", severity="error")
+            return
+        fleet.group_members[group] = tuple(names)
+        fleet.groups[group] = fold(names)
+        self.view.refresh_selector()
+        self.notify(f"saved @{group} ({len(names)} nodes) to {fleet.path.name}; previous file kept as .bak")
+
+    def shell_argv(self, name: str) -> list[str]:
+        return ssh_command_line(self.view.fleet, self.view.fleet.nodes[name])
+
+    def open_shell(self, name: str) -> None:
+        argv = self.shell_argv(name)
+        try:
+            with self.suspend():
+                code = subprocess.call(argv)
+        except SuspendNotSupported:
+            self.notify("cannot hand the terminal to ssh here", severity="error")
+            return
+        except OSError as exc:
+            self.notify(f"ssh: {exc}", severity="error")
+            return
+        if code:
+            self.notify(f"ssh to {name} exited with {code}", severity="warning")

@@ -1,0 +1,49 @@
+"""A yes/no question whose default is No: only a deliberate `y` says yes.
+
+The question repeats what will happen and to how many nodes; an optional body (a rollout plan,
+say) is shown scrollable below it. Enter, `n` and escape all answer No.
+"""
+
+from __future__ import annotations
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes, do it"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
+        Binding("enter", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, title: str, question: Text | str, body: RenderableType | None = None, *,
+                 yes: str = "yes"):
+        super().__init__()
+        self.title_text = Text(title, style="bold", end="")
+        self.question = question if isinstance(question, Text) else Text(question, end="")
+        self.body = body
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box", classes="modal-box"):
+            yield Static(self.title_text, id="confirm-title")
+            yield Static(self.question, id="confirm-question")
+            if self.body is not None:
+                with VerticalScroll(id="confirm-body"):
+                    yield Static(self.body)
+            keys = Text(end="")
+            keys.append(" y ", "reverse bold")
+            keys.append(f" {self.yes}    ")
+            keys.append(" n ", "reverse")
+            keys.append(" / esc / enter  no (default)")
+            yield Static(keys, id="confirm-keys")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)

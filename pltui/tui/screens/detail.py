@@ -1,0 +1,221 @@
+"""`enter`: everything known about one node: probe fields, processes, drifted files beside the
+majority digest, a history strip and recent events; `!` opens a shell on the node."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from pltui.durations import format_duration
+from pltui.format import human_bytes
+from pltui.model import Health, NodeStatus
+from pltui.sanitize import clean_line
+from pltui.store import StoreError
+from pltui.tui.cells import HEALTH_SYMBOL, HEALTH_VAR, Context, cell, checksum_word, group_label
+from pltui.tui.view import ConsoleView
+
+STRIP_CELLS = 48
+_WORST = {Health.DOWN: 3, Health.DEGRADED: 2, Health.UNKNOWN: 1, Health.UP: 0}
+
+
+def _t(value: object, style="", limit: int = 256) -> Text:
+    return Text(clean_line("-" if value is None else str(value), limit), style=style, end="")
+
+
+def _clock(when: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "-"
+
+
+def history_strip(rows: list[dict], now: float, ctx: Context, cells: int = STRIP_CELLS) -> Text:
+    """Health over time as one symbol per time slice (worst state seen in the slice)."""
+    changes = [(r["time"], r["changes"]["health"]) for r in rows if "health" in r.get("changes", {})]
+    out = Text(end="")
+    if not changes:
+        out.append("no history yet", ctx.style("muted"))
+        return out
+    first = changes[0][0]
+    span = min(max(now - first, 600.0), 7 * 86400.0)
+    width = span / cells
+    start = now - span
+    out.append(f"last {format_duration(span)}: ", ctx.style("muted"))
+    index = 0
+    current: Health | None = None
+    while index < len(changes) and changes[index][0] <= start:
+        current = Health(changes[index][1])
+        index += 1
+    for i in range(cells):
+        end = start + (i + 1) * width
+        worst = current
+        while index < len(changes) and changes[index][0] < end:
+            current = Health(changes[index][1])
+            if worst is None or _WORST[current] > _WORST[worst]:
+                worst = current
+            index += 1
+        if worst is None:
+            out.append("·", ctx.style("muted"))
+        else:
+            out.append(HEALTH_SYMBOL[worst], ctx.style(HEALTH_VAR[worst]))
+    out.append(" now", ctx.style("muted"))
+    return out
+
+
+def detail_renderable(view: ConsoleView, name: str, history: list[dict], events: list[dict]) -> Group:
+    status: NodeStatus = view.statuses[name]
+    ctx = view.context()
+    consensus = view.consensus
+    node = view.fleet.nodes[name]
+    now = view.clock()
+    health = status.health
+
+    title = Text(end="")
+    title.append(HEALTH_SYMBOL[health] + " ", ctx.style(HEALTH_VAR[health]))
+    title.append(clean_line(name, 128), "bold")
+    title.append(f"  {health.value}", ctx.style(HEALTH_VAR[health], bold=True))
+    if name in view.marks:
+        title.append("  marked", ctx.style("marked", bold=True))
+    title.append(f"   {clean_line(group_label(view.fleet, name), 64)}   ", ctx.style("muted"))
+    title.append(clean_line(f"{node.user + '@' if node.user else ''}{node.host}:{node.port}  {node.root}", 200),
+                 ctx.style("muted"))
+
+    probe = Table.grid(padding=(0, 2))
+    probe.add_column(style="bold", no_wrap=True)
+    probe.add_column()
+    probe.add_column(style="bold", no_wrap=True)
+    probe.add_column()
+    observed = f"{_clock(status.observed)} ({format_duration(max(0.0, now - status.observed))} ago)" \
+        if status.observed else "never"
+    monitor = cell("monitor", status, ctx)
+    if status.monitor_pid:
+        monitor.append(f"  pid {status.monitor_pid}")
+    if status.heartbeat_age is not None:
+        monitor.append(f"  heartbeat {format_duration(status.heartbeat_age)} ago")
+    skew = "-"
+    if status.clock is not None and status.observed:
+        skew = f"{status.clock - status.observed:+.1f}s"
+    rows = [
+        ("ssh", cell("ssh", status, ctx), "observed", _t(observed)),
+        ("error", _t(status.error, ctx.style("node-down")), "monitor", monitor),
+        ("version", _t(status.version), "protocol", cell("protocol", status, ctx)),
+        ("load", cell("load", status, ctx), "uptime", _t(format_duration(status.uptime) if status.uptime is not None else None)),
+        ("disk free", cell("disk", status, ctx), "logs", _t(human_bytes(status.log_bytes))),
+        ("clock skew", _t(skew), "checksums", cell("checksums", status, ctx)),
+        ("digest tool", _t(status.digest_tool), "digests at", _t(_clock(status.digests_time) if status.digests_time else None)),
+    ]
+    for a, b, c, d in rows:
+        probe.add_row(a, b, c, d)
+    if name in consensus.isolated:
+        probe.add_row("cohort", _t(f"isolated: protocol {status.protocol} is not the largest cohort "
+                                   f"({consensus.largest_cohort})", ctx.style("isolated", bold=True)), "", "")
+
+    procs = Table(title=None, box=None, padding=(0, 2), show_edge=False, header_style="bold", expand=False)
+    for col in ("process", "state", "pid", "restarts", "last exit", "next try"):
+        procs.add_column(col, no_wrap=True)
+    for p in status.processes:
+        state_style = ctx.style("node-up") if p.alive else ctx.style("node-degraded", bold=True)
+        next_try = "-"
+        if p.next_try is not None and status.clock is not None:
+            next_try = f"in {format_duration(max(0.0, p.next_try - status.clock))}"
+        procs.add_row(_t(p.name, limit=64), _t(("alive " if p.alive else "down ") + clean_line(p.state, 32), state_style),
+                      _t(p.pid), _t(p.restarts), _t(p.last_exit), _t(next_try))
+    if not status.processes:
+        procs.add_row(_t("no processes reported", ctx.style("muted")), "", "", "", "", "")
+
+    files = Table(box=None, padding=(0, 2), show_edge=False, header_style="bold")
+    for col in ("drifted file", "this node", "majority", "share"):
+        files.add_column(col, no_wrap=True)
+    drifted = consensus.drift.get(name, [])
+    for path in drifted[:200]:
+        verdict = consensus.files.get((node.track, path))
+        mine = (status.digests or {}).get(path)
+        files.add_row(_t(path, limit=120), _t(mine[:16] if mine else "missing", ctx.style("drift", bold=True)),
+                      _t((verdict.digest or "-")[:16] if verdict else "-"),
+                      _t(f"{verdict.holders}/{verdict.answering}" if verdict else "-"))
+    if len(drifted) > 200:
+        files.add_row(_t(f"... and {len(drifted) - 200} more"), "", "", "")
+    sums = Text(f"checksums: {checksum_word(name, ctx)}", end="")
+    noq = consensus.no_quorum.get(node.track, [])
+    if noq:
+        sums.append(f"   {len(noq)} file(s) of track {clean_line(node.track, 32)} without quorum", ctx.style("node-degraded"))
+
+    strip = history_strip(history, now, ctx)
+
+    log = Table.grid(padding=(0, 1))
+    log.add_column(no_wrap=True, style=ctx.style("muted"))
+    log.add_column(no_wrap=True)
+    log.add_column()
+    for event in events[-15:]:
+        level = event.get("level", "info")
+        style = ctx.style("node-down") if level == "error" else ctx.style("node-degraded") if level == "warning" else ""
+        log.add_row(_t(_clock(event.get("time"))), _t(f"{level} {event.get('kind', '')}", style), _t(event.get("message"), limit=300))
+    if not events:
+        log.add_row(_t("no events"), "", "")
+
+    def heading(label: str) -> Text:
+        return Text(f"\n{label}", style="bold underline", end="")
+
+    parts = [title, heading("probe"), probe, heading("processes"), procs, heading("checksums"), sums]
+    if drifted:
+        parts.append(files)
+    parts += [heading("history"), strip, heading("recent events"), log]
+    return Group(*parts)
+
+
+class DetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("q", "back", "Back", show=False),
+        Binding("exclamation_mark", "shell", "Shell"),
+        Binding("h", "heal", "Heal"),
+    ]
+
+    def __init__(self, node: str):
+        super().__init__()
+        self.node = node
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(id="detail-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+        self.render_node()
+
+    def render_node(self) -> None:
+        app = self.app
+        store = app.view.engine.store
+        history: list[dict] = []
+        events: list[dict] = []
+        if store is not None:
+            try:
+                history = store.history([self.node], limit=2000)
+                events = store.events(self.node, limit=15)
+            except StoreError as exc:
+                events = [{"time": None, "level": "error", "kind": "store", "message": str(exc)}]
+        self.query_one("#detail-body", Static).update(detail_renderable(app.view, self.node, history, events))
+
+    def nodes_changed(self, names) -> None:
+        if self.node in names:
+            self.render_node()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "heal" and self.app.view.readonly:
+            return False
+        return True
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_shell(self) -> None:
+        self.app.open_shell(self.node)
+
+    def action_heal(self) -> None:
+        self.app.start_heal([self.node])

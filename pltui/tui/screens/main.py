@@ -1,0 +1,241 @@
+"""The main screen: header, node table, event pane, footer; selection, filter and sort keys.
+
+Action keys (s, S, h, r, R, l, c, x, F) are bound here and carried out by the app, which also
+serves the `:` command line and the command palette with the same methods.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from pltui.nodesets import NodeSetError
+from pltui.tui.cells import SORTABLE
+from pltui.tui.filters import STATE_CHOICES, FilterError, compile_filter, nodes_in_state, version_choices
+from pltui.tui.screens.prompt import ChoiceScreen, PromptScreen
+from pltui.tui.widgets.event_pane import EventPane
+from pltui.tui.widgets.header_bar import HeaderBar
+from pltui.tui.widgets.node_table import NodeTable
+
+FILTER_HINT = ("word  ~regex  @group  =nodeset  pl[1-20]*  !term (invert); terms are ANDed; "
+               "empty clears")
+MUTATING = {"heal", "rollout", "restart", "exec", "repair"}
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("space", "mark", "Mark"),
+        Binding("slash", "filter", "Filter"),
+        Binding("colon", "command_line", "Cmd"),
+        Binding("s", "sweep", "Sweep"),
+        Binding("g", "mark_group", "Mark group", show=False),
+        Binding("m", "mark_state", "Mark by state", show=False),
+        Binding("u", "clear_marks", "Clear marks", show=False),
+        Binding("less_than_sign", "sort(-1)", "Sort column left", show=False),
+        Binding("greater_than_sign", "sort(1)", "Sort column right", show=False),
+        Binding("I", "invert_sort", "Invert sort", show=False),
+        Binding("e", "toggle_events", "Events", show=False),
+        Binding("Z", "pause", "Pause view", show=False),
+        Binding("A", "show_action", "Running action", show=False),
+        Binding("escape", "back_out", "Back", show=False),
+        Binding("S", "checksum_sweep", "Checksum sweep", show=False),
+        Binding("h", "heal", "Heal", show=False),
+        Binding("r", "act('rollout')", "Rollout", show=False),
+        Binding("R", "act('restart')", "Restart", show=False),
+        Binding("l", "act('logs')", "Logs", show=False),
+        Binding("c", "act('capture')", "Capture", show=False),
+        Binding("x", "act('exec')", "Exec", show=False),
+        Binding("F", "act('repair')", "Repair drift", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        view = self.app.view
+        yield HeaderBar(id="header")
+        yield NodeTable(view, id="nodes")
+        yield EventPane(id="events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table.rebuild()
+        self.table.focus()
+        self.app.refresh_header()
+
+    @property
+    def table(self) -> NodeTable:
+        return self.query_one(NodeTable)
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.query_one(HeaderBar)
+
+    @property
+    def events(self) -> EventPane:
+        return self.query_one(EventPane)
+
+    # -- readonly ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if not self.app.view.readonly:
+            return True
+        if action == "heal":
+            return False
+        if action == "act" and parameters and self.app.action_is_mutating(parameters[0]):
+            return False
+        return True
+
+    # -- navigation -------------------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.app.open_detail(event.row_key.value)
+
+    def action_back_out(self) -> None:
+        view = self.app.view
+        if view.filter is not None:
+            self.apply_filter("")
+        elif self.events.display:
+            self.action_toggle_events()
+
+    def action_toggle_events(self) -> None:
+        pane = self.events
+        pane.display = not pane.display
+        if pane.display:
+            self.app.events_unseen = 0
+        self.app.refresh_header()
+
+    def action_pause(self) -> None:
+        self.app.set_paused(not self.app.view.paused)
+
+    def action_show_action(self) -> None:
+        self.app.show_progress()
+
+    # -- marks ------------------------------------------------------------------------------
+
+    def set_marks(self, names, on: bool = True) -> None:
+        view = self.app.view
+        changed = [n for n in names if (n in view.marks) != on]
+        if on:
+            view.marks.update(changed)
+        else:
+            view.marks.difference_update(changed)
+        self.table.refresh_nodes(changed, resort=view.sort_column == "mark")
+        self.app.refresh_header()
+
+    def action_mark(self) -> None:
+        name = self.table.cursor_node
+        if name is None:
+            return
+        self.set_marks([name], name not in self.app.view.marks)
+        self.table.action_cursor_down()
+
+    def action_clear_marks(self) -> None:
+        self.set_marks(list(self.app.view.marks), False)
+
+    def action_mark_group(self) -> None:
+        fleet = self.app.view.fleet
+        groups = sorted(g for g in fleet.group_members if g != "all") + ["all"]
+        choices = [(g, Text(f"@{g}  ({len(fleet.group_members[g])} nodes)", end="")) for g in groups]
+
+        def chosen(group: str | None) -> None:
+            if group:
+                names = [n for n in fleet.group_members[group] if n in self.app.view.index]
+                self.set_marks(names, True)
+                self.app.notify(f"marked @{group}: {len(names)} nodes")
+
+        self.app.push_screen(ChoiceScreen("Mark a group", choices), chosen)
+
+    def action_mark_state(self) -> None:
+        view = self.app.view
+        choices = [(k, label) for k, label in STATE_CHOICES] + version_choices(view.statuses)
+
+        def chosen(choice: str | None) -> None:
+            if not choice:
+                return
+            if choice == "clear":
+                self.action_clear_marks()
+            elif choice == "invert":
+                marked = set(view.marks)
+                self.set_marks(marked, False)
+                self.set_marks([n for n in view.names if n not in marked], True)
+            elif choice == "visible":
+                self.set_marks(self.table.shown, True)
+            else:
+                names = nodes_in_state(choice, view.statuses, view.consensus, view.names)
+                self.set_marks(names, True)
+                self.app.notify(f"marked {len(names)} node{'s' if len(names) != 1 else ''}: {choice}")
+
+        self.app.push_screen(ChoiceScreen("Mark by state", choices), chosen)
+
+    def mark_expr(self, expr: str, on: bool = True) -> None:
+        try:
+            names = self.app.view.selector.parse(expr)
+        except NodeSetError as exc:
+            self.app.notify(str(exc), severity="error")
+            return
+        self.set_marks(names, on)
+        self.app.notify(f"{'marked' if on else 'unmarked'} {len(names)} nodes")
+
+    # -- filter and sort --------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        current = self.app.view.filter.expr if self.app.view.filter else ""
+        self.app.push_screen(PromptScreen("Filter rows", value=current, placeholder="e.g. down @alpha",
+                                          hint=FILTER_HINT), self._filter_chosen)
+
+    def _filter_chosen(self, expr: str | None) -> None:
+        if expr is not None:
+            self.apply_filter(expr)
+
+    def apply_filter(self, expr: str) -> bool:
+        view = self.app.view
+        try:
+            view.filter = compile_filter(expr, view.selector)
+        except FilterError as exc:
+            self.app.notify(str(exc), title="filter not applied", severity="error")
+            return False
+        self.table.rebuild()
+        self.app.refresh_header()
+        if view.filter is not None and not self.table.row_count:
+            self.app.notify("no node matches the filter (esc clears it)", severity="warning")
+        return True
+
+    def action_sort(self, step: int) -> None:
+        view = self.app.view
+        keys = [k for k in SORTABLE if k in self.table.visible_columns]
+        index = keys.index(view.sort_column) if view.sort_column in keys else 0
+        self.set_sort(keys[(index + step) % len(keys)], view.sort_reverse)
+
+    def action_invert_sort(self) -> None:
+        self.set_sort(self.app.view.sort_column, not self.app.view.sort_reverse)
+
+    def set_sort(self, column: str, reverse: bool) -> None:
+        view = self.app.view
+        view.sort_column, view.sort_reverse = column, reverse
+        self.table.resort()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_command_line(self) -> None:
+        from pltui.tui.commands import NAMES
+
+        self.app.push_screen(PromptScreen(":", placeholder="command (e.g. sweep, mark @alpha, group save NAME)",
+                                          suggestions=sorted(NAMES)), self._command_chosen)
+
+    def _command_chosen(self, line: str | None) -> None:
+        if line:
+            self.app.run_command(line)
+
+    def action_sweep(self) -> None:
+        self.app.sweep_now(False)
+
+    def action_checksum_sweep(self) -> None:
+        self.app.sweep_now(True)
+
+    def action_heal(self) -> None:
+        self.app.start_heal()
+
+    def action_act(self, name: str) -> None:
+        self.app.start_action(name)

@@ -1,0 +1,218 @@
+"""A running (or finished) action: per-node state, stage line, byte progress, pause / continue /
+abort, the stage-gate question, and the final report (exec output grouped by identical result).
+
+Fed by the app's flush (never per event); a 0.5 s poll runs only while the action runs, to notice
+a stage gate (Control has no event for it).
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from pltui.format import human_bytes
+from pltui.nodesets import fold
+from pltui.sanitize import clean, clean_line
+from pltui.tui.dispatch import ActionRun, group_results
+
+STATE_VAR = {"done": "node-up", "ok": "node-up", "skipped": "muted", "failed": "node-down",
+             "unreachable": "node-down", "rolled-back": "node-degraded", "untouched": "muted",
+             "pending": "muted"}
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    if total <= 0:
+        return f"{human_bytes(done)}"
+    share = min(1.0, done / total)
+    filled = int(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share * 100:3.0f}% {human_bytes(done)}/{human_bytes(total)}"
+
+
+def head_text(run: ActionRun, styles) -> Text:
+    out = Text(end="")
+    out.append(f" {clean_line(run.kind, 32)} ", "reverse bold")
+    out.append(f" {clean_line(run.action_id, 80)}  on {len(run.nodes)} node{'s' if len(run.nodes) != 1 else ''}  ")
+    word = run.status_word
+    var = "node-up" if word == "finished ok" else "node-down" if word.startswith(("finished with", "failed", "abort")) \
+        else "node-degraded" if word.startswith(("paused", "waiting")) else ""
+    out.append(word, (styles.get(var) or "") if var else "bold")
+    out.append("\n")
+    counts = run.counts()
+    out.append("  ".join(f"{state} {n}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    total = run.bytes()
+    if total is not None:
+        out.append("\nbytes " + _bar(*total))
+    if run.stage:
+        out.append("\n")
+        out.append(run.stage, "bold")
+    return out
+
+
+def gate_text(run: ActionRun) -> Text:
+    out = Text(end="")
+    if run.control.waiting_at_gate and not run.finished:
+        out.append(f" stage gate: {clean_line(run.control.gate_name or '', 64)} ", "reverse bold")
+        out.append("  go on with the next stage?  ")
+        out.append(" y ", "reverse bold")
+        out.append(" go on   ")
+        out.append(" n ", "reverse")
+        out.append(" stop here")
+    return out
+
+
+def report_renderable(run: ActionRun, styles) -> Group | Text:
+    if not run.finished:
+        return Text("")
+    parts: list = []
+    title = Text(end="")
+    title.append("report: ", "bold")
+    title.append(run.status_word)
+    if run.error:
+        title.append(f"\n{run.error}", styles.get("node-down") or "")
+    report = run.report or {}
+    if report.get("stopped_because"):
+        title.append(f"\nstopped because: {clean_line(str(report['stopped_because']), 300)}",
+                     styles.get("node-down") or "")
+    summary = report.get("summary") or {}
+    if summary:
+        title.append("\n" + clean_line(", ".join(f"{k}: {v}" for k, v in summary.items()), 500))
+    parts.append(title)
+    if run.kind == "exec" and report.get("nodes"):
+        for nodes, result in group_results(report):
+            head = Text(f"\n{len(nodes)} node{'s' if len(nodes) > 1 else ''}: {clean_line(fold(nodes), 200)}",
+                        style="bold", end="")
+            parts.append(head)
+            body = Text(end="")
+            for key, value in result.items():
+                text = clean(str(value), limit=4000, newlines=True)
+                if "\n" in text.strip():
+                    body.append(f"  {clean_line(key, 32)}:\n", styles.get("muted") or "")
+                    for line in text.rstrip("\n").split("\n")[:50]:
+                        body.append(f"    {line}\n")
+                else:
+                    body.append(f"  {clean_line(key, 32)}: ", styles.get("muted") or "")
+                    body.append(f"{text}\n")
+            parts.append(body)
+    return Group(*parts)
+
+
+class ProgressScreen(Screen):
+    BINDINGS = [
+        Binding("p", "pause", "Pause"),
+        Binding("c", "resume", "Continue"),
+        Binding("a", "abort", "Abort"),
+        Binding("y", "gate(True)", "Go on"),
+        Binding("n", "gate(False)", "Stop"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, run: ActionRun):
+        super().__init__()
+        self.job = run
+        self._rows: dict[str, tuple] = {}
+        self._poll = None
+        self._gate_shown = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="progress-head")
+        yield Static(id="progress-gate")
+        yield DataTable(id="progress-nodes", cursor_type="row", show_row_labels=False)
+        with VerticalScroll(id="progress-report"):
+            yield Static(id="progress-report-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, width in (("node", "node", 24), ("state", "state", 12), ("detail", "detail", 40),
+                                  ("bytes", "bytes", 16)):
+            table.add_column(Text(label, style="bold"), key=key, width=width)
+        for node in self.job.nodes:
+            table.add_row(*self._cells(node), key=node)
+            self._rows[node] = self._signature(node)
+        table.focus()
+        if not self.job.finished:
+            self._poll = self.set_interval(0.5, self._tick)
+        self.update_run(force=True)
+
+    def _styles(self):
+        return self.app.view.styles
+
+    def _cells(self, node: str) -> list[Text]:
+        p = self.job.states[node]
+        style = self._styles().get(STATE_VAR.get(p.state, ""), "") or ""
+        size = "-"
+        if p.bytes_total is not None or p.bytes_done is not None:
+            size = f"{human_bytes(p.bytes_done or 0)}/{human_bytes(p.bytes_total)}" if p.bytes_total else human_bytes(p.bytes_done)
+        return [Text(clean_line(node, 64), end=""), Text(p.state, style=style, end=""),
+                Text(clean_line(p.detail, 200), no_wrap=True, overflow="ellipsis", end=""), Text(size, end="")]
+
+    def _signature(self, node: str) -> tuple:
+        p = self.job.states[node]
+        return p.state, p.detail, p.bytes_done, p.bytes_total
+
+    def _tick(self) -> None:
+        gate = self.job.control.waiting_at_gate
+        if gate != self._gate_shown or self.job.dirty:
+            self.update_run()
+        if self.job.finished and self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    def update_run(self, force: bool = False) -> None:
+        """Apply what the run learnt since the last call (called by the app's flush)."""
+        if not (self.job.dirty or force or self.job.control.waiting_at_gate != self._gate_shown):
+            return
+        self.job.dirty = False
+        styles = self._styles()
+        table = self.query_one(DataTable)
+        for node in list(self.job.states):
+            sig = self._signature(node)
+            if node not in self._rows:
+                table.add_row(*self._cells(node), key=node)
+            elif self._rows[node] != sig:
+                for key, value in zip(("node", "state", "detail", "bytes"), self._cells(node)):
+                    table.update_cell(node, key, value)
+            self._rows[node] = sig
+        self.query_one("#progress-head", Static).update(head_text(self.job, styles))
+        self._gate_shown = self.job.control.waiting_at_gate
+        self.query_one("#progress-gate", Static).update(gate_text(self.job))
+        self.query_one("#progress-report-body", Static).update(report_renderable(self.job, styles))
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        run = self.job
+        if action == "pause":
+            return not run.finished and not run.control.paused
+        if action == "resume":
+            return not run.finished and run.control.paused
+        if action == "abort":
+            return not run.finished and not run.control.aborted
+        if action == "gate":
+            return not run.finished and run.control.waiting_at_gate
+        return True
+
+    def action_pause(self) -> None:
+        self.job.control.pause()
+        self.app.notify(f"{self.job.kind}: paused (c to continue)")
+        self.update_run(force=True)
+
+    def action_resume(self) -> None:
+        self.job.control.resume()
+        self.update_run(force=True)
+
+    def action_abort(self) -> None:
+        self.job.control.abort()
+        self.app.notify(f"{self.job.kind}: abort requested; nodes in flight finish their step", severity="warning")
+        self.update_run(force=True)
+
+    def action_gate(self, go_on: bool) -> None:
+        self.job.control.answer_gate(go_on)
+        self.update_run(force=True)
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,81 @@
+"""Small input screens: a one-line prompt (`:` command line, `/` filter, a bundle path) and a
+choice list (`g` group, `m` mark by state, `t` theme). Escape always backs out with None."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+class PromptScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "Back")]
+
+    def __init__(self, title: str, *, value: str = "", placeholder: str = "", hint: Text | str = "",
+                 suggestions: list[str] | None = None, prefix: str = ""):
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.placeholder = placeholder
+        self.hint = hint if isinstance(hint, Text) else Text(hint, end="")
+        self.suggestions = suggestions or []
+        self.prefix = prefix
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box prompt-box"):
+            yield Static(Text(self.title_text, style="bold", end=""))
+            suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
+            yield Input(value=self.value, placeholder=self.placeholder, suggester=suggester, id="prompt-input")
+            if self.hint.plain:
+                yield Static(self.hint, classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "Back")]
+
+    def __init__(self, title: str, choices: list[tuple[str, Text | str]], *, current: str | None = None,
+                 hint: str = "enter choose · esc back"):
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+        self.current = current
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box choice-box"):
+            yield Static(Text(self.title_text, style="bold", end=""))
+            options = [Option(label if isinstance(label, Text) else Text(label, end=""), id=key)
+                       for key, label in self.choices]
+            yield OptionList(*options, id="choice-list")
+            yield Static(Text(self.hint, end=""), classes="hint")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        options.focus()
+        if self.current is not None:
+            for index, (key, _) in enumerate(self.choices):
+                if key == self.current:
+                    options.highlighted = index
+                    break
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,99 @@
+"""The console's state apart from any widget: marks, filter, sort, pause, styles, the clock.
+
+Screens and widgets read it; the app changes it. Kept free of Textual so it can be reasoned
+about (and tested) on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Callable, Iterable
+
+from rich.style import Style
+
+from pltui.model import Health
+from pltui.nodesets import Selector, fold
+from pltui.sweep import Engine
+from pltui.tui.cells import COLUMNS, Context, cell, sort_key
+from pltui.tui.filters import Filter
+
+ALL_KEYS = tuple(c.key for c in COLUMNS)
+
+
+class ConsoleView:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time, readonly: bool = False):
+        self.engine = engine
+        self.fleet = engine.fleet
+        self.names: list[str] = list(engine.nodes)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.refresh_selector()
+        self.clock = clock
+        self.readonly = readonly
+        self.marks: set[str] = set()
+        self.filter: Filter | None = None
+        self.sort_column = "node"
+        self.sort_reverse = False
+        self.paused = False
+        self.styles: dict[str, Style] = {}
+        self._group_cache: dict[str, str] = {}
+        self._frozen: tuple[dict, object] | None = None
+
+    def refresh_selector(self) -> None:
+        """Node-set expressions against the console's nodes and the fleet's (saved) groups."""
+        self.selector = Selector(self.names, {g: [m for m in ms if m in self.index]
+                                              for g, ms in self.fleet.group_members.items()})
+
+    # -- live or frozen (Z) -----------------------------------------------------------------
+
+    @property
+    def statuses(self):
+        return self._frozen[0] if self._frozen else self.engine.statuses
+
+    @property
+    def consensus(self):
+        return self._frozen[1] if self._frozen else self.engine.consensus
+
+    def freeze(self, on: bool) -> None:
+        """Pause the view: show the statuses as they are now until unpaused."""
+        self.paused = on
+        self._frozen = (dict(self.engine.statuses), self.engine.consensus) if on else None
+
+    # -- rendering context ------------------------------------------------------------------
+
+    def context(self) -> Context:
+        stale = max(2 * self.fleet.sweep.interval, 60.0)
+        return Context(self.fleet, self.consensus, self.marks, self.styles, self.clock, stale,
+                       self._group_cache)
+
+    def cells(self, name: str, ctx: Context) -> dict[str, object]:
+        status = self.statuses[name]
+        return {key: cell(key, status, ctx) for key in ALL_KEYS}
+
+    def row_key(self, name: str, ctx: Context) -> tuple:
+        return sort_key(self.sort_column, self.statuses[name], ctx, self.index[name])
+
+    # -- selection --------------------------------------------------------------------------
+
+    def marked(self) -> list[str]:
+        return [n for n in self.names if n in self.marks]
+
+    def targets(self, cursor: str | None) -> list[str]:
+        """What an action applies to: the marked nodes, else the cursor's node."""
+        marked = self.marked()
+        if marked:
+            return marked
+        return [cursor] if cursor else []
+
+    def describe(self, names: Iterable[str]) -> str:
+        names = list(names)
+        if len(names) == 1:
+            return names[0]
+        return f"{len(names)} nodes ({fold(names)})"
+
+    # -- summaries --------------------------------------------------------------------------
+
+    def health_counts(self) -> Counter:
+        statuses = self.statuses
+        return Counter(statuses[n].health for n in self.names)
+

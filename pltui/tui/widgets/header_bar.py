@@ -1,0 +1,100 @@
+"""The header: fleet, sweep state, health counts, protocol cohorts, checksum quorum, marks.
+
+Rebuilt from the engine on each flush and by a 1 s clock (for "12s ago" / "next in 4m"); the
+widget is only touched when its text actually changed.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from pltui.durations import format_duration
+from pltui.model import Health
+from pltui.sanitize import clean_line
+from pltui.tui.cells import HEALTH_SYMBOL, HEALTH_VAR
+from pltui.tui.view import ConsoleView
+
+
+def _ago(seconds: float) -> str:
+    return format_duration(seconds if seconds < 60 else (seconds // 60) * 60)
+
+
+def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str] | None = None) -> Text:
+    engine = view.engine
+    now = view.clock()
+    ctx_style = view.styles.get
+    out = Text(no_wrap=False, end="")
+    out.append(" pltui ", "reverse bold")
+    out.append(" " + clean_line(view.fleet.name, 40) + " ", "bold")
+    if view.readonly:
+        out.append(" read-only ", "reverse")
+        out.append(" ")
+    if view.paused:
+        out.append(" PAUSED (Z) ", "reverse bold")
+        out.append(" ")
+    if engine.sweeping:
+        done, total = engine.progress
+        out.append(f"sweeping {done}/{total}", "bold")
+    elif engine.last_sweep_end:
+        out.append(f"swept {_ago(max(0.0, now - engine.last_sweep_end))} ago")
+    else:
+        out.append("not swept yet", ctx_style("muted") or "")
+    if engine.next_sweep_at and not engine.sweeping:
+        out.append(f", next in {_ago(max(0.0, engine.next_sweep_at - now))}")
+    if running:
+        out.append("  ")
+        out.append(" " + ", ".join(running) + " running (A) ", "reverse")
+    out.append("\n")
+    counts = view.health_counts()
+    for health, word in ((Health.UP, "up"), (Health.DEGRADED, "degraded"), (Health.DOWN, "down"),
+                         (Health.UNKNOWN, "unknown")):
+        n = counts.get(health, 0)
+        style = ctx_style(HEALTH_VAR[health]) if n else ctx_style("muted")
+        out.append(f"{HEALTH_SYMBOL[health]} {n} {word}", style or "")
+        out.append("  ")
+    consensus = view.consensus
+    out.append("│ ", ctx_style("muted") or "")
+    if consensus.largest_cohort is not None:
+        largest = consensus.cohorts.get(consensus.largest_cohort, [])
+        out.append(f"proto {clean_line(consensus.largest_cohort, 16)} ({len(largest)})")
+        if consensus.isolated:
+            out.append(f" {len(consensus.isolated)} isolated!", (ctx_style("isolated") or Style()) + Style(bold=True))
+    else:
+        out.append("proto -", ctx_style("muted") or "")
+    out.append("  │ ", ctx_style("muted") or "")
+    if not consensus.checked:
+        out.append("sums -", ctx_style("muted") or "")
+    else:
+        drifted = len(consensus.drift)
+        noq = sum(len(v) for v in consensus.no_quorum.values())
+        if drifted:
+            out.append(f"sums: {drifted} drifted", ctx_style("drift") or "bold")
+        else:
+            out.append("sums ok", ctx_style("node-up") or "")
+        if noq:
+            out.append(f", {noq} no quorum", ctx_style("node-degraded") or "")
+    out.append("  │ ", ctx_style("muted") or "")
+    marked = len(view.marks)
+    out.append(f"{marked} marked", (ctx_style("marked") or "") if marked else (ctx_style("muted") or ""))
+    if view.filter is not None:
+        out.append("  │ filter ")
+        out.append(clean_line(view.filter.expr, 40), "bold")
+    if events_unseen:
+        out.append(f"  │ {events_unseen} new event{'s' if events_unseen > 1 else ''} (e)", ctx_style("node-degraded") or "")
+    return out
+
+
+class HeaderBar(Static):
+    """Two lines at the top of the main screen."""
+
+    def __init__(self, **kwargs):
+        super().__init__("", **kwargs)
+        self._last: tuple | None = None
+
+    def show(self, text: Text) -> None:
+        signature = (text.plain, tuple(text.spans))
+        if signature != self._last:
+            self._last = signature
+            self.update(text)

@@ -1,0 +1,83 @@
+"""Fixtures for the console tests: a real Engine on a static (never-contacted) fleet fed with
+fixed statuses, a SimFleet-backed engine for live sweeps, and an isolated config directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fleetdata import FROZEN_NOW, make_engine, static_fleet  # noqa: E402
+
+from pltui.tui.app import ConsoleApp  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    """Clock strings in snapshots and assertions do not depend on the machine's zone."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return path
+
+
+@pytest.fixture
+def fleet_file(tmp_path) -> Path:
+    return static_fleet(tmp_path / "fleet.toml", 24)
+
+
+@pytest.fixture
+async def engine(fleet_file, tmp_path):
+    eng = make_engine(fleet_file, tmp_path / "state")
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+@pytest.fixture
+def console(config_dir):
+    """console(engine, **kwargs) -> a ConsoleApp that does not sweep and whose clock is frozen."""
+
+    def make(engine, **kwargs) -> ConsoleApp:
+        kwargs.setdefault("start_engine", False)
+        kwargs.setdefault("clock", lambda: FROZEN_NOW)
+        kwargs.setdefault("config_dir", config_dir)
+        return ConsoleApp(engine, **kwargs)
+
+    return make
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text (from the exported SVG's text runs)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    runs = re.findall(r"<text[^>]*>(.*?)</text>", svg, flags=re.S)
+    return html.unescape("\n".join(re.sub(r"<[^>]+>", "", r) for r in runs)).replace("\xa0", " ")
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await pilot.pause(step)
+    return predicate()
+
+
+os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
