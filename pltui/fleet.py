@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from pltui.durations import parse_duration
 
 DEFAULT_TRACK = "default"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# What [fleet].nodes may expand to: a host name or address (IDN as punycode), usable as an SSH
+# host and foldable back into a node set (no spaces, brackets, ',', '!', '&', '^', '@').
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$", re.ASCII)
 HEAL_POLICIES = ("off", "monitor")
 HOST_KEY_POLICIES = ("strict", "accept-new")
 
@@ -152,7 +156,11 @@ class Fleet:
 
 
 class _Locator:
-    """Best-effort line numbers for keys, since tomllib reports none for valid documents."""
+    """Best-effort line numbers for keys, since tomllib reports none for valid documents.
+
+    A key is looked for under its table's header (the `index`-th one for arrays of tables
+    such as [[rollout.stage]]), then as a dotted key (`ssh.port = 0`) or inline table under a
+    parent table, then as a header of its own (`[sweeep]`, `[ssh.extra]`)."""
 
     _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
 
@@ -164,28 +172,60 @@ class _Locator:
             if match:
                 self.headers.append((number, match.group(1).replace('"', "").replace("'", "").replace(" ", "")))
 
-    def line_of(self, table: str, key: str | None = None) -> int | None:
-        start, end = 1, len(self.lines) + 1
-        if table:
-            found = [n for n, name in self.headers if name == table]
-            if not found:
-                # a dotted key written inline, e.g. ssh.port = 22 at top level
-                start = 1
-            else:
-                start = found[0]
-                later = [n for n, _ in self.headers if n > start]
-                end = later[0] if later else len(self.lines) + 1
-            if key is None:
-                return found[0] if found else None
-        elif self.headers:
-            end = self.headers[0][0]
-        if key is None:
-            return None
-        pattern = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
-        for number in range(start, end):
+    def _region(self, header_line: int) -> tuple[int, int]:
+        """Lines of a table's body: after its header up to the next header."""
+        later = [n for n, _ in self.headers if n > header_line]
+        return header_line + 1, later[0] if later else len(self.lines) + 1
+
+    def _top_region(self) -> tuple[int, int]:
+        return 1, self.headers[0][0] if self.headers else len(self.lines) + 1
+
+    @staticmethod
+    def _segment(name: str) -> str:
+        quoted = re.escape(name)
+        return f"(?:\"{quoted}\"|'{quoted}'|{quoted})"
+
+    def _find(self, region: tuple[int, int], path: list[str], *, prefix_only: bool = False) -> int | None:
+        dotted = r"\s*\.\s*".join(self._segment(p) for p in path)
+        pattern = re.compile(r"^\s*" + dotted + (r"\s*[=.]" if prefix_only else r"\s*="))
+        for number in range(*region):
             if pattern.match(self.lines[number - 1]):
                 return number
         return None
+
+    def _headers_named(self, name: str) -> list[int]:
+        return [n for n, header in self.headers if header == name]
+
+    def line_of(self, table: str, key: str | None = None, index: int = 0) -> int | None:
+        found = self._headers_named(table) if table else []
+        header_line = found[min(index, len(found) - 1)] if found else None
+        if key is None and header_line is not None:
+            return header_line
+        if key is not None:
+            region = self._region(header_line) if header_line is not None else (self._top_region() if not table else None)
+            if region is not None:
+                line = self._find(region, [key])
+                if line:
+                    return line
+        # dotted keys or inline tables under a parent table (or at the top level)
+        parts = table.split(".") if table else []
+        path = parts + ([key] if key is not None else [])
+        for cut in range(len(parts) - (1 if found else 0), -1, -1):
+            if cut and not self._headers_named(".".join(parts[:cut])):
+                continue
+            region = self._region(self._headers_named(".".join(parts[:cut]))[0]) if cut else self._top_region()
+            rest = path[cut:]
+            if not rest:
+                continue
+            line = self._find(region, rest) or self._find(region, rest[:1], prefix_only=True)
+            if line:
+                return line
+        # a table of its own: [sweeep] for an unknown top-level key, [ssh.extra] for one in [ssh]
+        full = ".".join(path)
+        for number, header in self.headers:
+            if header == full or header.startswith(full + "."):
+                return number
+        return header_line
 
 
 class _Loader:
@@ -195,11 +235,14 @@ class _Loader:
         self.base_dir = base_dir
         self.problems: list[str] = []
         self.locator = _Locator(text)
+        # which entry of an array of tables ([[rollout.stage]]) problems are about, by table
+        self.occurrence: dict[str, int] = {}
+        self.defined_groups: set[str] = set()  # names in [groups], even ones with problems
 
     # -- problem reporting --------------------------------------------------------------
 
     def problem(self, table: str, key: str | None, message: str) -> None:
-        line = self.locator.line_of(table, key) if (table or key) else None
+        line = self.locator.line_of(table, key, self.occurrence.get(table, 0)) if (table or key) else None
         where = self.source + (f":{line}" if line else "")
         label = ".".join(p for p in (table, key) if p)
         self.problems.append(f"{where}: {'[' + label + '] ' if label else ''}{message}")
@@ -277,9 +320,10 @@ class _Loader:
         self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout"))
         fleet_t = self.table(doc, "fleet")
         self.check_keys("fleet", fleet_t, ("name", "nodes"))
+        fleet_ok = isinstance(doc.get("fleet", {}), dict)
         name = self.text_value("fleet", fleet_t, "name", None)
         if name is None:
-            if "name" not in fleet_t:
+            if "name" not in fleet_t and fleet_ok:
                 self.problem("fleet", None, "missing [fleet].name")
             name = "fleet"
         elif not NAME_RE.match(name):
@@ -288,7 +332,7 @@ class _Loader:
         service = self.load_service(self.table(doc, "service"))
         sweep = self.load_sweep(self.table(doc, "sweep"))
         node_exprs = self.str_list("fleet", fleet_t, "nodes")
-        if "nodes" not in fleet_t:
+        if "nodes" not in fleet_t and fleet_ok:
             self.problem("fleet", None, "missing [fleet].nodes (a list of node-set expressions)")
         names = self.expand_nodes(node_exprs)
         groups_t = self.table(doc, "groups")
@@ -362,6 +406,7 @@ class _Loader:
         seen: set[str] = set()
         for index, entry in enumerate(raw):
             where = "service.process"
+            self.occurrence[where] = index
             if not isinstance(entry, dict):
                 self.problem(where, None, f"entry {index + 1} is not a table")
                 continue
@@ -369,7 +414,8 @@ class _Loader:
             pname = self.text_value(where, entry, "name", None)
             start = self.text_value(where, entry, "start", None)
             if pname is None:
-                self.problem(where, None, f"entry {index + 1} has no name")
+                if "name" not in entry:  # else text_value reported it
+                    self.problem(where, None, f"entry {index + 1} has no name")
                 continue
             if not NAME_RE.match(pname):
                 self.problem(where, "name", f"process name {pname!r} may hold only letters, digits, '_', '.', '-'")
@@ -425,6 +471,7 @@ class _Loader:
 
         names: list[str] = []
         seen: dict[str, str] = {}
+        duplicates: dict[tuple[str, str], list[str]] = {}
         for expr in exprs:
             if "@" in expr:
                 self.problem("fleet", "nodes", f"{expr!r}: [fleet].nodes cannot use groups (@...); list node names")
@@ -436,18 +483,32 @@ class _Loader:
                 continue
             if not expanded:
                 self.problem("fleet", "nodes", f"{expr!r} names no nodes")
+            bad = [node for node in expanded if not NODE_NAME_RE.match(node)]
+            if bad:
+                self.problem("fleet", "nodes", f"{expr!r}: bad node name {bad[0]!r} (a host name: letters, digits, "
+                             "'.', '-', '_', ':'; no spaces or control characters, not starting with '-')")
+                continue
             for node in expanded:
                 if node in seen:
-                    self.problem("fleet", "nodes", f"duplicate node {node!r} (in {seen[node]!r} and {expr!r})")
+                    duplicates.setdefault((seen[node], expr), []).append(node)
                     continue
                 seen[node] = expr
                 names.append(node)
+        for (first, second), nodes in duplicates.items():
+            where = f"(in {first!r} and {second!r})" if first != second else f"(twice in {first!r})"
+            if len(nodes) == 1:
+                self.problem("fleet", "nodes", f"duplicate node {nodes[0]!r} {where}")
+            else:
+                from pltui.nodesets import fold
+
+                self.problem("fleet", "nodes", f"{len(nodes)} duplicate nodes {fold(nodes)!r} {where}")
         return names
 
     def load_groups(self, t: dict, names: list[str]) -> dict[str, tuple[str, ...]]:
         from pltui.nodesets import NodeSetError, resolve_groups
 
         exprs: dict[str, str] = {}
+        self.defined_groups = set(t)
         for group, expr in t.items():
             if not NAME_RE.match(group):
                 self.problem("groups", group, f"group name {group!r} may hold only letters, digits, '_', '.', '-'")
@@ -471,10 +532,12 @@ class _Loader:
             if unknown:
                 hint = difflib.get_close_matches(unknown[0], names, n=1)
                 suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-                self.problem("groups", group, f"names node(s) not in the fleet: {', '.join(unknown[:5])}{suffix}")
+                more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+                self.problem("groups", group, f"names node(s) not in the fleet: {', '.join(unknown[:5])}{more}{suffix}")
             elif not nodes:
                 self.problem("groups", group, "selects no nodes")
-            members[group] = tuple(n for n in names if n in set(nodes))
+            chosen = set(nodes)
+            members[group] = tuple(n for n in names if n in chosen)
         return members
 
     def load_tracks(self, t: dict, members: dict[str, tuple[str, ...]]):
@@ -489,6 +552,7 @@ class _Loader:
             if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
                 self.problem("tracks", track, "expected a list of group names")
                 continue
+            clashes: dict[str, list[str]] = {}
             for group in groups:
                 if group not in members:
                     self.unknown_group("tracks", track, group, members)
@@ -496,12 +560,23 @@ class _Loader:
                 for node in members[group]:
                     other = track_of.get(node)
                     if other is not None and other != track:
-                        self.problem("tracks", track, f"node {node!r} is in two tracks: {other!r} and {track!r}")
+                        clashes.setdefault(other, []).append(node)
                     track_of[node] = track
+            for other, nodes in clashes.items():
+                if len(nodes) == 1:
+                    self.problem("tracks", track, f"node {nodes[0]!r} is in two tracks: {other!r} and {track!r}")
+                else:
+                    from pltui.nodesets import fold
+
+                    self.problem("tracks", track, f"{len(nodes)} nodes ({fold(nodes)}) are in two tracks: "
+                                 f"{other!r} and {track!r}")
             tracks[track] = tuple(groups)
         return tracks, track_of
 
     def unknown_group(self, table: str, key: str, group: str, members: dict) -> None:
+        if group in self.defined_groups:
+            self.problem(table, key, f"group {group!r} cannot be used: its definition has problems")
+            return
         hint = difflib.get_close_matches(group, list(members), n=1)
         suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
         self.problem(table, key, f"unknown group {group!r}{suffix}")
@@ -517,6 +592,9 @@ class _Loader:
             if node not in names:
                 hint = difflib.get_close_matches(node, names, n=1)
                 suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+                dotted = [n for n in names if n.startswith(node + ".")]
+                if not hint and dotted:
+                    suffix = f" (quote names with dots: [node.\"{dotted[0]}\"])"
                 self.problem(f"node.{node}", None, f"override for {node!r}, which is not in [fleet].nodes{suffix}")
         nodes: dict[str, Node] = {}
         for name in names:
@@ -550,6 +628,7 @@ class _Loader:
         seen: set[str] = set()
         for index, entry in enumerate(raw):
             where = "rollout.stage"
+            self.occurrence[where] = index
             if not isinstance(entry, dict):
                 self.problem(where, None, f"stage {index + 1} is not a table")
                 continue
@@ -592,7 +671,7 @@ class _Loader:
         )
 
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
 
 
 def parse_batches(value: object) -> tuple[int | str, ...]:
@@ -610,7 +689,7 @@ def parse_batches(value: object) -> tuple[int | str, ...]:
             if item < 1:
                 raise ValueError(f"batch size must be at least 1, got {item}")
             out.append(item)
-        elif isinstance(item, str) and item.strip().isdigit():
+        elif isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
             if int(item) < 1:
                 raise ValueError(f"batch size must be at least 1, got {item!r}")
             out.append(int(item))
@@ -631,7 +710,7 @@ def parse_budget(value: object) -> tuple[str, float]:
     if isinstance(value, int) and value >= 0:
         return ("count", float(value))
     if isinstance(value, str):
-        if value.strip().isdigit():
+        if value.strip().isascii() and value.strip().isdigit():
             return ("count", float(value))
         match = _PERCENT.match(value)
         if match and 0 <= float(match.group(1)) <= 100:
@@ -680,22 +759,47 @@ def dumps(doc: dict) -> str:
     return tomli_w.dumps(doc)
 
 
-def save_group(path: str | os.PathLike, group: str, nodes_expr: str, *, check: Callable[[str], Any] = loads) -> None:
+def save_group(path: str | os.PathLike, group: str, nodes_expr: str, *,
+               check: Callable[[str], Any] | None = None) -> None:
     """Add or replace `[groups].group` in a fleet file, written with tomli-w, atomically.
 
     Comments of the original file are not preserved by tomli-w; the previous file is kept as
-    `<file>.bak` so nothing the operator wrote is lost.
+    `<file>.bak` so nothing the operator wrote is lost. The new text must load (`check`,
+    by default `loads` with the file's name and directory) before anything is written; every
+    failure is a FleetError. A symlinked fleet file is updated where it really lives, and the
+    file keeps its permission bits.
     """
     if not NAME_RE.match(group) or group == "all":
         raise FleetError([f"bad group name {group!r}: letters, digits, '_', '.', '-' only, and not 'all'"])
-    path = Path(path)
-    text = path.read_text("utf-8")
-    doc = tomllib.loads(text)
-    doc.setdefault("groups", {})[group] = nodes_expr
+    path = Path(os.path.realpath(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise FleetError([f"{path}: cannot read fleet file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise FleetError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FleetError([_syntax_error(exc, str(path))]) from None
+    groups = doc.setdefault("groups", {})
+    if not isinstance(groups, dict):
+        raise FleetError([f"{path}: [groups] is not a table"])
+    groups[group] = nodes_expr
     new_text = dumps(doc)
-    check(new_text)  # never write a file that would not load
+    if check is None:
+        loads(new_text, str(path), path.parent)  # never write a file that would not load
+    else:
+        check(new_text)
     backup = path.with_name(path.name + ".bak")
-    backup.write_text(text, "utf-8")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new_text, "utf-8")
-    os.replace(tmp, path)
+    try:
+        backup.write_text(text, "utf-8")
+        shutil.copymode(path, backup)
+        tmp.write_text(new_text, "utf-8")
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FleetError([f"{path}: cannot save group {group!r}: {exc.strerror or exc}"]) from None
+    finally:
+        tmp.unlink(missing_ok=True)
