@@ -23,7 +23,7 @@ async def _run(args, fleet, names) -> int:
 
     engine = Engine(fleet, state_dir=args.state, nodes=names)
     try:
-        app = ConsoleApp(engine, readonly=args.readonly, theme=args.theme)
+        app = ConsoleApp(engine, readonly=args.readonly, theme=args.theme, state_dir=args.state)
         if engine.store_error:
             app._startup_notes.append(("error", f"history disabled: {engine.store_error}"))
         if engine.transport.nofile_warning:

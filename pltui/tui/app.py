@@ -52,8 +52,9 @@ class ConsoleApp(Operations, App):
 
     def __init__(self, engine: Engine, *, readonly: bool = False, start_engine: bool = True,
                  clock: Callable[[], float] = time.time, config_dir: Path | None = None,
-                 flush_interval: float = FLUSH_INTERVAL, theme: str | None = None):
+                 flush_interval: float = FLUSH_INTERVAL, theme: str | None = None, state_dir: str | None = None):
         super().__init__()
+        self.state_dir = state_dir
         self.view = ConsoleView(engine, clock=clock, readonly=readonly)
         self.start_engine = start_engine
         self.config_dir = config_dir

@@ -8,73 +8,126 @@ the progress screen.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from pltui.actions.base import Action, Control
+from pltui.actions.base import Action, ActionError, Control
+from pltui.fleet import Fleet
 from pltui.model import ActionFinished, ActionProgress
 from pltui.sanitize import clean_line
+from pltui.sweep import Engine
 
 
 class NotAvailable(Exception):
     """The action's module or class does not exist (yet)."""
 
 
+@dataclass
+class BuildContext:
+    """What building an action needs from the console."""
+
+    fleet: Fleet
+    engine: Engine
+    state_dir: str | None
+    emit: Callable
+    control: Control
+
+
 @dataclass(frozen=True)
 class ActionSpec:
-    name: str                       # command name and the kind looked for
-    title: str                      # for questions: "Roll out", "Restart"
-    module: str
-    classes: tuple[str, ...]        # class names tried first
+    name: str                       # command name
+    title: str                      # for questions: "Roll out", "Restart the service on"
+    module: str                     # imported at call time
     key: str
     mutating: bool = True
-    ask: str | None = None          # prompt for one option (bundle, command)
-    option: str | None = None       # keyword argument receiving it
-    extra: tuple[tuple[str, Any], ...] = ()
-    kinds: tuple[str, ...] = ()     # Action.kind values accepted when no class name matches
+    ask: str | None = None          # prompt for the one option (bundle, command, destination)
+    default: Callable[[BuildContext], str] | None = None
 
 
-SPECS: dict[str, ActionSpec] = {s.name: s for s in (
-    ActionSpec("rollout", "Roll out", "pltui.actions.rollout", ("Rollout", "RolloutAction"), "r",
-               ask="Bundle to roll out (directory or .tar.gz)", option="bundle", kinds=("rollout",)),
-    ActionSpec("restart", "Restart the service on", "pltui.actions.control", ("Restart", "RestartAction"), "R",
-               kinds=("restart",)),
-    ActionSpec("logs", "Collect logs from", "pltui.actions.logs", ("CollectLogs", "Logs", "LogsAction"), "l",
-               mutating=False, kinds=("logs",)),
-    ActionSpec("capture", "Capture state of", "pltui.actions.capture", ("Capture", "CaptureAction"), "c",
-               mutating=False, kinds=("capture",)),
-    ActionSpec("exec", "Run a command on", "pltui.actions.exec", ("Exec", "ExecAction"), "x",
-               ask="Command to run on each node", option="command", kinds=("exec",)),
-    ActionSpec("repair", "Repair drifted files on", "pltui.actions.repair", ("Repair", "RepairAction"), "F",
-               kinds=("repair",)),
-)}
-
-
-def resolve(spec: ActionSpec) -> type[Action]:
-    """The Action subclass for `spec`, imported now; NotAvailable when it does not exist yet."""
+def _import(spec: ActionSpec):
     try:
-        module = importlib.import_module(spec.module)
+        return importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
         if exc.name in (spec.module, spec.module.rpartition(".")[0]):
             raise NotAvailable(f"{spec.name} is not available yet ({spec.module} is not written)") from None
         raise
-    for name in spec.classes:
+
+
+def _class(module, names: tuple[str, ...], spec: ActionSpec) -> type[Action]:
+    for name in names:
         cls = getattr(module, name, None)
         if isinstance(cls, type) and issubclass(cls, Action):
             return cls
     for obj in vars(module).values():
-        if isinstance(obj, type) and issubclass(obj, Action) and obj is not Action and \
-                getattr(obj, "kind", None) in (spec.kinds or (spec.name,)):
+        if isinstance(obj, type) and issubclass(obj, Action) and obj is not Action \
+                and getattr(obj, "kind", None) == spec.name:
             return obj
-    raise NotAvailable(f"{spec.name} is not available yet ({spec.module} has no action class for it)")
+    raise NotAvailable(f"{spec.name} is not available yet ({spec.module} has no action for it)")
 
 
-def is_mutating(spec: ActionSpec, cls: type[Action] | None) -> bool:
-    """Mutating per the spec, or per the class itself (Action.mutating defaults to True)."""
-    return spec.mutating or bool(cls is not None and getattr(cls, "mutating", True))
+def resolve(spec: ActionSpec) -> None:
+    """Raise NotAvailable when the action's module is not there (yet)."""
+    _import(spec)
+
+
+async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: str | None) -> tuple[Action, dict]:
+    """The action for `names`, and its plan (no side effects on nodes; repair sweeps checksums)."""
+    module = _import(spec)
+    common = dict(emit=ctx.emit, control=ctx.control)
+    fleet, engine = ctx.fleet, ctx.engine
+    if spec.name == "rollout":
+        from pltui.actions.bundle import Bundle, BundleError
+
+        try:
+            bundle = await asyncio.to_thread(Bundle.open, option, engine.dir / "bundles",
+                                             version_file=fleet.service.version_file)
+        except BundleError as exc:
+            raise ActionError(str(exc)) from None
+        stages = module.build_stages(fleet, names)
+        action = module.Rollout.new(fleet, engine.transport, engine.store, bundle, stages,
+                                    state_dir=ctx.state_dir, **common)
+    elif spec.name == "restart":
+        action = module.ServiceControl(fleet, engine.transport, engine.store, names, verb="restart", **common)
+    elif spec.name in ("logs", "capture"):
+        action = _class(module, ("CollectLogs", "CaptureState"), spec)(fleet, engine.transport, engine.store,
+                                                                        names, dest=option, **common)
+    elif spec.name == "exec":
+        action = _class(module, ("ExecAction",), spec)(fleet, engine.transport, engine.store, names,
+                                                        command=option, **common)
+    elif spec.name == "repair":
+        action = _class(module, ("RepairAction",), spec)(fleet, engine.transport, engine.store, names,
+                                                          engine=engine, state_dir=ctx.state_dir,
+                                                          resweep=False, **common)
+        return action, await action.make_plan()
+    else:
+        cls = _class(module, (), spec)
+        kwargs = {"dest": option} if option else {}
+        action = cls(fleet, engine.transport, engine.store, names, **kwargs, **common)
+    return action, action.plan()
+
+
+def _logs_dest(ctx: BuildContext) -> str:
+    return str(ctx.engine.dir / "logs")
+
+
+def _capture_dest(ctx: BuildContext) -> str:
+    return str(ctx.engine.dir / "captures")
+
+
+SPECS: dict[str, ActionSpec] = {s.name: s for s in (
+    ActionSpec("rollout", "Roll out to", "pltui.actions.rollout", "r",
+               ask="Bundle to roll out (a directory or .tar.gz holding VERSION)"),
+    ActionSpec("restart", "Restart the service on", "pltui.actions.control", "R"),
+    ActionSpec("logs", "Collect logs from", "pltui.actions.logs", "l", mutating=False,
+               ask="Directory to collect the logs into", default=_logs_dest),
+    ActionSpec("capture", "Capture the state of", "pltui.actions.capture", "c", mutating=False,
+               ask="Directory to write the captures into", default=_capture_dest),
+    ActionSpec("exec", "Run a command on", "pltui.actions.exec", "x", ask="Command to run on each node"),
+    ActionSpec("repair", "Repair drifted files on", "pltui.actions.repair", "F"),
+)}
 
 
 @dataclass
@@ -178,10 +231,10 @@ class ActionRun:
         return sum(p.bytes_done or 0 for p in totals), sum(p.bytes_total or 0 for p in totals)
 
 
-def group_results(report: dict[str, Any]) -> list[tuple[list[str], dict[str, Any]]]:
-    """Nodes grouped by identical results (exec output): [(nodes, result)], biggest group first."""
-    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+def group_results(report: dict[str, Any]) -> list[tuple[list[str], str, str]]:
+    """Nodes grouped by identical outcome (state, message): [(nodes, state, message)], biggest first."""
+    groups: dict[tuple[str, str], list[str]] = {}
     for node, result in (report.get("nodes") or {}).items():
-        key = json.dumps(result, sort_keys=True, default=str)
-        groups.setdefault(key, ([], result))[0].append(node)
-    return sorted(groups.values(), key=lambda g: (-len(g[0]), g[0][0]))
+        key = (str(result.get("state", "?")), str(result.get("message", "")))
+        groups.setdefault(key, []).append(node)
+    return sorted(((nodes, state, msg) for (state, msg), nodes in groups.items()), key=lambda g: (-len(g[0]), g[0][0]))

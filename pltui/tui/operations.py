@@ -16,8 +16,9 @@ from pltui.actions.base import ActionError, Control
 from pltui.fleet import FleetError, save_group
 from pltui.nodesets import fold
 from pltui.sanitize import clean_line
+from pltui.store import StoreError
 from pltui.ssh import ssh_command_line
-from pltui.tui.dispatch import SPECS, ActionRun, NotAvailable, is_mutating, resolve
+from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, resolve
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import PromptScreen
@@ -69,13 +70,7 @@ class Operations:
 
     def action_is_mutating(self, name: str) -> bool:
         spec = SPECS.get(name)
-        if spec is None:
-            return name in ("heal",)
-        try:
-            cls = resolve(spec)
-        except NotAvailable:
-            cls = None
-        return is_mutating(spec, cls)
+        return spec.mutating if spec is not None else name == "heal"
 
     def _refuse_readonly(self, what: str) -> bool:
         if self.view.readonly:
@@ -126,44 +121,50 @@ class Operations:
 
     @work(group="ask")
     async def start_action(self, name: str, option: str | None = None) -> None:
-        """Resolve, ask for the option, build, review the plan, confirm, run, show progress."""
+        """Check, ask for the option, build, review the plan, confirm (default No), run, show progress."""
         spec = SPECS[name]
+        if spec.mutating and self._refuse_readonly(spec.name):
+            return
         try:
-            cls = resolve(spec)
+            resolve(spec)
         except NotAvailable as exc:
             self.notify(str(exc), title=spec.name, severity="warning")
-            return
-        if is_mutating(spec, cls) and self._refuse_readonly(spec.name):
             return
         names = self.targets()
         if not names:
             self.notify("no node to act on", severity="warning")
             return
-        options = dict(spec.extra)
-        if spec.ask:
-            if option is None:
-                option = await self.push_screen_wait(PromptScreen(spec.ask, hint=f"{spec.name} on {self.view.describe(names)}"))
+        control = Control()
+        ctx = BuildContext(self.view.fleet, self.view.engine, self.state_dir, self.view.engine.emit, control)
+        if spec.ask and option is None:
+            default = spec.default(ctx) if spec.default else ""
+            option = await self.push_screen_wait(PromptScreen(spec.ask, value=default,
+                                                              hint=f"{spec.name} on {self.view.describe(names)}"))
             if not option:
                 self.notify(f"{spec.name} cancelled")
                 return
-            options[spec.option] = option
-        control = Control()
+        if spec.name == "repair":
+            self.notify("repair: checking which files can be repaired (checksum sweep where needed)")
         try:
-            action = cls(self.view.fleet, self.view.engine.transport, self.view.engine.store, names,
-                         emit=self.view.engine.emit, control=control, **options)
-            plan = action.plan()
-        except (ActionError, FleetError, ValueError, TypeError, OSError) as exc:
+            action, plan = await build(spec, ctx, names, option)
+        except NotAvailable as exc:
+            self.notify(str(exc), title=spec.name, severity="warning")
+            return
+        except (ActionError, FleetError, ValueError, TypeError, OSError, StoreError) as exc:
             self.notify(clean_line(str(exc), 500), title=f"{spec.name} cannot start", severity="error")
             return
+        count = len(action.nodes)
         question = Text(end="")
-        question.append(f"{spec.title} {len(names)} node{'s' if len(names) != 1 else ''}", "bold")
-        if spec.option and spec.option in options:
-            question.append(f"  ({spec.option}: {clean_line(str(options[spec.option]), 200)})")
-        question.append(f"\n{clean_line(fold(names), 300)}")
-        if not await self.push_screen_wait(ConfirmScreen(spec.name, question, plan_text(plan), yes=spec.name)):
+        question.append(f"{spec.title} {count} node{'s' if count != 1 else ''}?", "bold")
+        if option:
+            question.append(f"\n{'bundle' if spec.name == 'rollout' else 'command' if spec.name == 'exec' else 'into'}: "
+                            f"{clean_line(option, 200)}")
+        question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
+        if not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
+                                                         plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
             return
-        run = ActionRun(spec, action, control, names)
+        run = ActionRun(spec, action, control, list(action.nodes))
         self.runs.append(run)
         self._run_action(run)
         self.push_screen(ProgressScreen(run))

@@ -61,14 +61,21 @@ def console(config_dir):
     return make
 
 
-def screen_text(app) -> str:
-    """What the terminal shows, as plain text (from the exported SVG's text runs)."""
+def svg_text(svg: str) -> str:
+    """The terminal text of an exported SVG, one line per terminal row."""
     import html
     import re
 
-    svg = app.export_screenshot()
-    runs = re.findall(r"<text[^>]*>(.*?)</text>", svg, flags=re.S)
-    return html.unescape("\n".join(re.sub(r"<[^>]+>", "", r) for r in runs)).replace("\xa0", " ")
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for x, y, body in re.findall(r'<text class="terminal-[^"]*-r\d+" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>',
+                                 svg, flags=re.S):
+        rows.setdefault(float(y), []).append((float(x), html.unescape(body).replace("\xa0", " ")))
+    return "\n".join("".join(t for _, t in sorted(runs)) for _, runs in sorted(rows.items()))
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text lines (from the exported SVG)."""
+    return svg_text(app.export_screenshot())
 
 
 async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:

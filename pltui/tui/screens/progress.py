@@ -65,10 +65,42 @@ def gate_text(run: ActionRun) -> Text:
     return out
 
 
+def _block(out: Text, value: object, indent: str = "    ", max_lines: int = 40) -> None:
+    text = clean(str(value), limit=20000, newlines=True).rstrip("\n")
+    lines = text.split("\n")
+    for line in lines[:max_lines]:
+        out.append(f"{indent}{line}\n")
+    if len(lines) > max_lines:
+        out.append(f"{indent}... {len(lines) - max_lines} more lines\n")
+
+
+def exec_groups(groups: list[dict], styles) -> Text:
+    """clush -b style: each group of nodes that answered the same, with its output once."""
+    out = Text(end="")
+    muted = styles.get("muted") or ""
+    for group in groups:
+        count = group.get("count", 0)
+        out.append(f"\n---- {clean_line(str(group.get('nodes', '')), 200)} ({count}) ----\n", "bold")
+        if group.get("outcome") == "error":
+            out.append(f"  [{clean_line(str(group.get('error_class')), 32)}]\n", styles.get("node-down") or "")
+            for node, message in (group.get("errors") or {}).items():
+                out.append(f"  {clean_line(node, 64)}: {clean_line(str(message), 200)}\n")
+            continue
+        if group.get("stdout"):
+            _block(out, group["stdout"], "  ")
+        if group.get("stderr"):
+            out.append("  [stderr]\n", muted)
+            _block(out, group["stderr"], "  ")
+        outcome = group.get("outcome")
+        word = f"exit {group.get('exit_status')}" if outcome == "exit" else clean_line(str(outcome), 32)
+        ok = outcome == "exit" and group.get("exit_status") == 0
+        out.append(f"  [{word}]\n", styles.get("node-up" if ok else "node-down") or "")
+    return out
+
+
 def report_renderable(run: ActionRun, styles) -> Group | Text:
     if not run.finished:
         return Text("")
-    parts: list = []
     title = Text(end="")
     title.append("report: ", "bold")
     title.append(run.status_word)
@@ -78,26 +110,26 @@ def report_renderable(run: ActionRun, styles) -> Group | Text:
     if report.get("stopped_because"):
         title.append(f"\nstopped because: {clean_line(str(report['stopped_because']), 300)}",
                      styles.get("node-down") or "")
-    summary = report.get("summary") or {}
-    if summary:
-        title.append("\n" + clean_line(", ".join(f"{k}: {v}" for k, v in summary.items()), 500))
-    parts.append(title)
-    if run.kind == "exec" and report.get("nodes"):
-        for nodes, result in group_results(report):
-            head = Text(f"\n{len(nodes)} node{'s' if len(nodes) > 1 else ''}: {clean_line(fold(nodes), 200)}",
-                        style="bold", end="")
-            parts.append(head)
-            body = Text(end="")
-            for key, value in result.items():
-                text = clean(str(value), limit=4000, newlines=True)
-                if "\n" in text.strip():
-                    body.append(f"  {clean_line(key, 32)}:\n", styles.get("muted") or "")
-                    for line in text.rstrip("\n").split("\n")[:50]:
-                        body.append(f"    {line}\n")
-                else:
-                    body.append(f"  {clean_line(key, 32)}: ", styles.get("muted") or "")
-                    body.append(f"{text}\n")
-            parts.append(body)
+    summary = dict(report.get("summary") or {})
+    groups = summary.pop("groups", None)
+    counts = summary.pop("counts", None)
+    if counts:
+        title.append("\n" + clean_line(", ".join(f"{k} {v}" for k, v in counts.items()), 300))
+    simple = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    if simple:
+        title.append("\n" + clean_line(", ".join(f"{k}: {v}" for k, v in simple.items()), 500),
+                     styles.get("muted") or "")
+    parts: list = [title]
+    if isinstance(groups, list) and groups and isinstance(groups[0], dict):
+        parts.append(exec_groups(groups, styles))
+    elif report.get("nodes"):
+        out = Text(end="")
+        for nodes, state, message in group_results(report)[:50]:
+            out.append(f"\n{clean_line(state, 32)} ({len(nodes)}): ", styles.get(STATE_VAR.get(state, "")) or "bold")
+            out.append(clean_line(fold(nodes), 200))
+            if message:
+                out.append(f"\n    {clean_line(message, 300)}")
+        parts.append(out)
     return Group(*parts)
 
 
