@@ -1,0 +1,919 @@
+"""Rollouts: a bundle onto the fleet, stage by stage and batch by batch, crash-safe.
+
+Plan
+    Stages come from the fleet file's ``[[rollout.stage]]`` (or the command line's ``--stage
+    GROUP[:batch[:max_fail]]``, a pause before every stage after the first; or the selection as one
+    stage). A node belongs to the first stage naming it; with fleet stages, selected nodes in no
+    stage form a last stage ``rest``; nodes outside the selection are left alone. Each stage is
+    split into batches Ansible-`serial` style (`batch_sizes`: counts, percentages of the stage
+    rounded down but at least 1, a list whose last entry repeats). The batches are computed once
+    and saved, so a resumed rollout uses exactly the same ones.
+
+One node (`Rollout._deploy`), each step saved to the store before it starts and after it ends
+    status   ``release.sh status`` (what the node already has: resume re-derives from it) and a
+             probe recording what ran before (version, processes up) for rollbacks
+    upload   once per node over SFTP to ``ROOT/.pltui/staging/ID.tar.gz`` (``.part``, then a
+             rename; skipped when already staged with the right sha256)
+    prepare  ``release.sh prepare``: sha256 checked ON THE NODE, then extracted into
+             ``.pltui/releases/ID/``. Nothing live has been touched up to here.
+    stop     through the node monitor (``monitor.sh proc-stop all``) where installed, else the
+             configured stop commands (or SIGTERM to the process group, SIGKILL after stop_timeout)
+    swap     ``release.sh swap``: each top-level entry of the release replaces the live one, the
+             old one kept in ``.pltui/releases/prev-ID/``; journalled and idempotent
+    start    ``monitor.sh proc-start all``, else each start command detached (setsid + nohup,
+             output to ``.pltui/run/NAME.out``, pid to the pidfile)
+    verify   `Engine.probe_node` polled until the node reports the bundle's version with every
+             process alive, and the same pids alive again SETTLE seconds later, within the
+             health timeout (``[rollout].health_timeout``, ``--health-timeout``). Without a live
+             node monitor a dead process fails at once (nobody will restart it); with one, a
+             process in ``backoff`` fails at once.
+    prune    ``release.sh prune``: keeps ``keep_releases`` releases (each able to roll back).
+    ``--reload`` skips stop/start: swap, then ``monitor.sh reload all`` (else each process's
+    reload command; a process without one is restarted), then verify.
+
+A node failing verification (or a step after it was touched) is rolled back: stopped, its
+previous release swapped back (``release.sh rollback``), restarted if it ran before, and counts as
+*failed* (state ``rolled-back``). A failure before anything was touched (upload, sha256, extract)
+is ``failed`` with the node as it was. An SSH failure (NodeError) at any step makes the node
+*unreachable*, remembering the phase it was left in (``at``).
+
+Budgets and halts
+    After each node, its batch is checked: failed nodes (failed + rolled-back) and unreachable
+    nodes are counted SEPARATELY, and each count is held against the stage's max_fail (a count,
+    or a percentage of the batch size); strictly more than the budget halts. ``--failhard``
+    halts at the first failed or unreachable node. A halt (or Ctrl-C, or an operator declining a
+    pause) starts no new node: nodes in flight finish their own steps (or roll back), the rest stay
+    ``pending`` and are reported ``untouched``, and the report's ``stopped_because`` says why.
+    A pause (stage ``pause = true``) waits at `Control.gate` (``--yes`` passes it).
+
+Crash safety
+    The whole rollout (plan, bundle, batches, each node's phase, gates passed, runs) is one JSON
+    document in the store (`Store.save_action`, kind ``rollout``), written before and after each
+    node step; concurrent writes are grouped (one SQLite write per ~20 ms). ``--status`` reads it
+    (a ``running`` rollout whose process is gone shows as ``interrupted``). ``--resume`` runs the
+    same plan again: finished batches are skipped, failed and rolled-back nodes are final, every
+    other node (pending, cut short in any phase, unreachable) is taken up from what its node
+    reports (a half-done swap is completed, a swapped node is only started and verified, an
+    interrupted rollback is finished). A batch's budget counts its nodes' current states, so a
+    batch whose unreachable nodes now succeed goes on, and one still over budget halts again.
+    ``--rollback`` returns every touched node to its previous release (and restarts it when it ran
+    before); a node that moved on to a later release is left alone.
+
+Node-side layout: see pltui/node/release.sh and docs/node-layout.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import posixpath
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable
+
+import asyncssh
+
+from pltui.actions.base import Action, ActionError, ActionReport, NodeResult
+from pltui.actions.bundle import Bundle, BundleError
+from pltui.fleet import Fleet, Node, Stage, parse_batches, parse_budget
+from pltui.model import NodeStatus, SSHState
+from pltui.probe import shell_path
+from pltui.sanitize import clean_line
+from pltui.ssh import NodeError, Transport
+from pltui.store import Store, StoreError
+
+FORMAT = 1
+SETTLE = 1.0             # seconds the same pids must stay alive during verification
+POLL = 0.5               # seconds between verification probes
+MIN_UPLOAD_RATE = 32 * 1024  # bytes/s below which an upload times out
+SAVE_DELAY = 0.02        # group concurrent state writes
+
+PENDING = "pending"
+UNTOUCHED_PHASES = ("pending", "uploading", "uploaded")
+TOUCH_PHASES = ("stopping", "stopped", "swapping", "swapped", "reloading", "starting", "started", "verifying",
+                "rolling-back")
+FAILED_PHASES = ("failed", "rolled-back")
+FINAL_PHASES = ("done", "failed", "rolled-back")
+NETWORK_STATES = (SSHState.REFUSED, SSHState.UNREACHABLE, SSHState.TIMEOUT, SSHState.ERROR, SSHState.HOSTKEY,
+                  SSHState.AUTH)
+
+
+class StepFailed(Exception):
+    """A node-side step failed (the node answered, with an error)."""
+
+
+class StateNotSaved(Exception):
+    """The rollout state could not be written: no further node step may start."""
+
+
+_SCRIPT: str | None = None
+
+
+def release_script() -> str:
+    global _SCRIPT
+    if _SCRIPT is None:
+        _SCRIPT = resources.files("pltui.node").joinpath("release.sh").read_text("utf-8")
+    return _SCRIPT
+
+
+def sftp_path(root: str) -> str:
+    """The service root as an SFTP path (relative paths are relative to the login directory)."""
+    if root in ("~", "~/"):
+        return "."
+    if root.startswith("~/"):
+        return root[2:].rstrip("/") or "."
+    return root.rstrip("/") or "/"
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class StagePlan:
+    name: str
+    batches: list[list[str]]
+    parallel: int
+    max_fail: int | str
+    pause: bool
+
+    @property
+    def nodes(self) -> list[str]:
+        return [n for b in self.batches for n in b]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "batches": self.batches, "parallel": self.parallel, "max_fail": self.max_fail,
+                "pause": self.pause}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StagePlan":
+        return cls(d["name"], [list(b) for b in d["batches"]], int(d["parallel"]), d["max_fail"], bool(d["pause"]))
+
+
+def batch_sizes(spec: Iterable[int | str], total: int) -> list[int]:
+    """Batch sizes for `total` nodes: counts, percentages (floor, at least 1); the last entry repeats."""
+    spec = list(spec) or ["100%"]
+    sizes: list[int] = []
+    left = total
+    i = 0
+    while left > 0:
+        item = spec[min(i, len(spec) - 1)]
+        if isinstance(item, str) and item.endswith("%"):
+            size = max(1, int(float(item[:-1]) * total / 100.0 + 1e-9))
+        else:
+            size = max(1, int(item))
+        size = min(size, left)
+        sizes.append(size)
+        left -= size
+        i += 1
+    return sizes
+
+
+def split_batches(nodes: list[str], spec: Iterable[int | str]) -> list[list[str]]:
+    out, pos = [], 0
+    for size in batch_sizes(spec, len(nodes)):
+        out.append(nodes[pos:pos + size])
+        pos += size
+    return out
+
+
+def budget_allows(count: int, size: int, max_fail: int | str) -> bool:
+    """True unless `count` failures of `size` are strictly more than the budget."""
+    kind, value = parse_budget(max_fail)
+    if kind == "count":
+        return count <= value
+    return count * 100.0 <= value * size + 1e-9
+
+
+def parse_stage_arg(text: str, fleet: Fleet) -> tuple[str, tuple | None, int | str | None]:
+    """`GROUP[:batch[:max_fail]]` from the command line."""
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise ActionError(f"bad --stage {text!r}: use GROUP[:BATCH[:MAX_FAIL]], e.g. alpha:1 or prod:1,25%,100%:10%")
+    group = parts[0].lstrip("@")
+    if group not in fleet.group_members:
+        raise ActionError(f"--stage {text!r}: unknown group {group!r} (groups: {', '.join(sorted(fleet.group_members))})")
+    batch = None
+    max_fail: int | str | None = None
+    try:
+        if len(parts) > 1 and parts[1].strip():
+            batch = parse_batches(parts[1])
+        if len(parts) > 2 and parts[2].strip():
+            parse_budget(parts[2].strip())
+            max_fail = parts[2].strip()
+            if max_fail.isdigit():
+                max_fail = int(max_fail)
+    except ValueError as exc:
+        raise ActionError(f"--stage {text!r}: {exc}") from None
+    return group, batch, max_fail
+
+
+def build_stages(fleet: Fleet, selected: list[str] | None, *, stage_args: Iterable[str] = (),
+                 batch: str | None = None, max_fail: str | None = None, parallel: int | None = None) -> list[StagePlan]:
+    """The rollout's stages and batches. `selected`: the -w/-g/-x/-X selection (None: no selection)."""
+    try:
+        batch_override = parse_batches(batch) if batch else None
+        if max_fail is not None:
+            parse_budget(max_fail)
+    except ValueError as exc:
+        raise ActionError(str(exc)) from None
+    fail_override: int | str | None = int(max_fail) if max_fail is not None and max_fail.isdigit() else max_fail
+    if parallel is not None and parallel < 1:
+        raise ActionError("--parallel must be at least 1")
+    stages: list[Stage] = []
+    stage_args = list(stage_args)
+    if stage_args:
+        for i, text in enumerate(stage_args):
+            group, b, f = parse_stage_arg(text, fleet)
+            stages.append(Stage(name=group, group=group, batch=b or ("100%",), max_fail=0 if f is None else f,
+                                pause=i > 0))
+    elif fleet.rollout.stages:
+        stages = list(fleet.rollout.stages)
+    else:
+        stages = [Stage(name="all" if selected is None else "selection", group="all")]
+    chosen = set(fleet.node_names if selected is None else selected)
+    taken: set[str] = set()
+    plans: list[StagePlan] = []
+    for stage in stages:
+        members = [n for n in fleet.members(stage.group) if n in chosen and n not in taken]
+        taken.update(members)
+        if not members:
+            continue
+        plans.append(StagePlan(
+            name=stage.name,
+            batches=split_batches(members, batch_override or stage.batch),
+            parallel=parallel or stage.parallel,
+            max_fail=fail_override if fail_override is not None else stage.max_fail,
+            pause=stage.pause,
+        ))
+    rest = [n for n in fleet.node_names if n in chosen and n not in taken]
+    if rest and fleet.rollout.stages and not stage_args:
+        plans.append(StagePlan(name="rest", batches=split_batches(rest, batch_override or ("100%",)),
+                               parallel=parallel or 16, max_fail=fail_override if fail_override is not None else 0,
+                               pause=False))
+    if not plans:
+        raise ActionError("the rollout selects no nodes")
+    names = [p.name for p in plans]
+    if len(set(names)) != len(names):
+        raise ActionError(f"two stages share a name: {', '.join(names)}")
+    return plans
+
+
+# --------------------------------------------------------------------------------------------
+# The action
+
+
+class Rollout(Action):
+    """A rollout (new, resumed, or rolled back) over the saved plan in `state`."""
+
+    kind = "rollout"
+
+    def __init__(self, fleet: Fleet, transport: Transport, store: Store, state: dict, *, mode: str = "run",
+                 state_dir: str | os.PathLike | None = None, health_timeout: float | None = None,
+                 action_id: str | None = None, **kwargs):
+        if store is None:
+            raise ActionError("a rollout needs the state database (it records every step for --status/--resume)")
+        self.state = state
+        self.stages = [StagePlan.from_json(s) for s in state["stages"]]
+        nodes = [n for s in self.stages for n in s.nodes]
+        super().__init__(fleet, transport, store, nodes, action_id=action_id or state.get("action_id"), **kwargs)
+        self.state["action_id"] = self.action_id
+        self.mode = mode
+        self.state_dir = state_dir
+        self.bundle = Bundle.from_json(state["bundle"])
+        self.health_timeout = health_timeout or float(state["health_timeout"])
+        self.recs: dict[str, dict] = state["nodes"]
+        self.halt_reason: str | None = None
+        self.halt_status = "halted"
+        self.status = state.get("status", "new")
+        self._flush: asyncio.Future | None = None
+        self._flush_task: asyncio.Task | None = None
+        self._engine = None
+        self._started = time.monotonic()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, fleet: Fleet, transport: Transport, store: Store, bundle: Bundle, stages: list[StagePlan], *,
+            reload: bool = False, failhard: bool = False, health_timeout: float | None = None,
+            action_id: str | None = None, **kwargs) -> "Rollout":
+        state = {
+            "format": FORMAT,
+            "fleet": str(fleet.path) if fleet.path else fleet.name,
+            "bundle": bundle.to_json(),
+            "reload": reload,
+            "failhard": failhard,
+            "health_timeout": health_timeout or fleet.rollout.health_timeout,
+            "keep_releases": fleet.rollout.keep_releases,
+            "stages": [s.to_json() for s in stages],
+            "nodes": {n: {"phase": PENDING, "stage": si, "batch": bi}
+                      for si, s in enumerate(stages) for bi, b in enumerate(s.batches) for n in b},
+            "gates_passed": [],
+            "runs": [],
+            "status": "new",
+            "stopped_because": None,
+        }
+        return cls(fleet, transport, store, state, action_id=action_id, **kwargs)
+
+    @classmethod
+    def load(cls, fleet: Fleet, transport: Transport, store: Store, action_id: str, *, mode: str,
+             **kwargs) -> "Rollout":
+        saved = load_saved(store, action_id)
+        state = saved["state"]
+        if state.get("format") != FORMAT:
+            raise ActionError(f"rollout {action_id} was saved by another pltui version (format {state.get('format')})")
+        bundle = Bundle.from_json(state["bundle"])
+        if mode == "resume":
+            try:
+                bundle.check()
+            except BundleError as exc:
+                raise ActionError(str(exc)) from None
+        live = liveness(saved)
+        if live:
+            raise ActionError(f"rollout {action_id} is still running ({live})")
+        return cls(fleet, transport, store, state, mode=mode, action_id=action_id, **kwargs)
+
+    # -- plan / report ----------------------------------------------------------------------------
+
+    def arguments(self) -> dict:
+        return {"mode": self.mode, "bundle": self.bundle.source, "version": self.bundle.version,
+                "sha256": self.bundle.sha256, "reload": self.state["reload"], "failhard": self.state["failhard"]}
+
+    def plan(self) -> dict:
+        from pltui.nodesets import fold
+
+        return {
+            "kind": self.kind,
+            "action_id": self.action_id,
+            "mode": self.mode,
+            "bundle": {k: v for k, v in self.bundle.to_json().items() if k != "entries"},
+            "reload": self.state["reload"],
+            "failhard": self.state["failhard"],
+            "health_timeout": self.health_timeout,
+            "stages": [{"name": s.name, "nodes": fold(s.nodes), "count": len(s.nodes),
+                        "batches": [len(b) for b in s.batches], "parallel": s.parallel, "max_fail": s.max_fail,
+                        "pause": s.pause} for s in self.stages],
+        }
+
+    def build_report(self) -> ActionReport:
+        self.results = {}
+        versions: dict[str, int] = {}
+        for name in self.nodes:
+            rec = self.recs[name]
+            phase = rec["phase"]
+            stage = self.stages[rec["stage"]]
+            data = {"phase": phase, "stage": stage.name, "batch": rec["batch"] + 1, "version": rec.get("version")}
+            if rec.get("at"):
+                data["at"] = rec["at"]
+            if rec.get("version"):
+                versions[rec["version"]] = versions.get(rec["version"], 0) + 1
+            message = rec.get("message") or ""
+            if self.mode == "rollback" and not rec.get("touched"):
+                state = "untouched"
+                message = f"never touched by the rollout ({phase})"
+            elif phase == PENDING or (phase in UNTOUCHED_PHASES and self.mode != "rollback"):
+                state = "untouched"
+                message = message or (self.halt_reason or "not reached")
+            elif phase in ("done", "failed", "rolled-back", "unreachable"):
+                state = phase
+            else:
+                state = phase
+                message = f"interrupted while {phase}" + (f": {message}" if message else "")
+            self.results[name] = NodeResult(name, state, message, data)
+        ok_states = {"rolled-back", "untouched", "skipped"} if self.mode == "rollback" else {"done"}
+        ok = self.halt_reason is None and all(r.state in ok_states for r in self.results.values())
+        counts: dict[str, int] = {}
+        for r in self.results.values():
+            counts[r.state] = counts.get(r.state, 0) + 1
+        summary = {"counts": counts, "versions": versions, "bundle_version": self.bundle.version,
+                   "status": self.status, "elapsed": round(time.monotonic() - self._started, 2)}
+        return ActionReport(self.action_id, self.kind, ok, dict(self.results), summary, self.halt_reason)
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def save_now(self, status: str | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self.state["status"] = self.status
+        self.state["stopped_because"] = self.halt_reason
+        self.state["updated"] = time.time()
+        self.store.save_action(self.action_id, self.kind, self.status, self.state)
+
+    async def persist(self) -> None:
+        """Save the state; concurrent callers within SAVE_DELAY share one write. Raises StoreError."""
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_future()
+            self._flush_task = asyncio.create_task(self._flusher())
+        await asyncio.shield(self._flush)
+
+    async def _flusher(self) -> None:
+        await asyncio.sleep(SAVE_DELAY)
+        fut, self._flush = self._flush, None
+        try:
+            self.save_now()
+        except StoreError as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: callers that went away must not warn
+        else:
+            fut.set_result(None)
+
+    async def set_phase(self, name: str, phase: str, message: str | None = None, **extra) -> None:
+        rec = self.recs[name]
+        if phase == "unreachable":
+            if rec["phase"] != "unreachable":
+                rec["at"] = rec["phase"]
+        elif phase not in FINAL_PHASES:
+            rec.pop("at", None)
+        if phase in TOUCH_PHASES:
+            rec["touched"] = True
+        rec["phase"] = phase
+        rec["t"] = time.time()
+        if message is not None:
+            rec["message"] = clean_line(message, 300)
+        rec.update(extra)
+        self.progress(name, phase, rec.get("message", "") if phase in FINAL_PHASES + ("unreachable",) else (message or ""))
+        try:
+            await self.persist()
+        except StoreError as exc:
+            self.halt(f"rollout state not saved ({exc}); stopped to stay resumable")
+            raise StateNotSaved(str(exc)) from None
+
+    def halt(self, reason: str, status: str = "halted") -> None:
+        if self.halt_reason is None:
+            self.halt_reason = reason
+            self.halt_status = status
+
+    def interrupt(self, reason: str) -> None:
+        """Stop starting nodes (Ctrl-C): in-flight nodes finish; the rollout can be resumed."""
+        self.halt(reason, "interrupted")
+        self.control.abort()
+
+    # -- node-side commands ---------------------------------------------------------------------------
+
+    def _script(self, node: Node, cmd: str) -> bytes:
+        procs = self.fleet.service.processes
+        lines = [
+            f"ROOT={shell_path(node.root)}",
+            f"CMD={shlex.quote(cmd)}",
+            f"ID={shlex.quote(self.action_id)}",
+            f"SHA256={shlex.quote(self.bundle.sha256)}",
+            f"KEEP={int(self.state.get('keep_releases', 2))}",
+            f"NPROCS={len(procs)}",
+        ]
+        for i, p in enumerate(procs, 1):
+            lines += [
+                f"P{i}_NAME={shlex.quote(p.name)}",
+                f"P{i}_START={shlex.quote(p.start)}",
+                f"P{i}_PIDFILE={shlex.quote(p.pidfile)}",
+                f"P{i}_STOP={shlex.quote(p.stop or '')}",
+                f"P{i}_RELOAD={shlex.quote(p.reload or '')}",
+                f"P{i}_STOP_TIMEOUT={max(1, int(math.ceil(p.stop_timeout)))}",
+            ]
+        return ("\n".join(lines) + "\n" + release_script()).encode()
+
+    def _timeout(self, cmd: str) -> float:
+        base = self.transport.command_timeout
+        if cmd in ("stop", "start", "reload"):
+            return max(base, 2 * sum(p.stop_timeout for p in self.fleet.service.processes) + 10)
+        if cmd in ("prepare", "status"):
+            return base * 4
+        return base * 2
+
+    async def release(self, node: Node, cmd: str) -> str:
+        """Run `release.sh CMD` on a node; its stdout. StepFailed on a node-side error."""
+        result = await self.transport.run(node, "/bin/sh -s", input=self._script(node, cmd), timeout=self._timeout(cmd))
+        if result.exit_status != 0:
+            text = clean_line(result.stderr or result.stdout, 300)
+            raise StepFailed(text or f"release.sh {cmd}: exit status {result.exit_status}")
+        return result.stdout.decode("utf-8", "replace")
+
+    async def node_release_status(self, node: Node) -> dict[str, Any]:
+        out = await self.release(node, "status")
+        info: dict[str, Any] = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(" ")
+            info[key] = value
+        if "end" not in info or info.get("release-status") != "1":
+            raise StepFailed("garbled answer from release.sh status")
+        return info
+
+    async def upload(self, name: str, node: Node) -> None:
+        base = sftp_path(node.root)
+        staging = posixpath.join(base, ".pltui", "staging")
+        final = f"{staging}/{self.action_id}.tar.gz"
+        part = final + ".part"
+        total = self.bundle.size
+        last = [0.0]
+
+        def handler(_src, _dst, done, _total):
+            now = time.monotonic()
+            if done >= total or now - last[0] >= 0.25:
+                last[0] = now
+                self.progress(name, "uploading", f"{done}/{total} bytes", bytes_done=done, bytes_total=total)
+
+        timeout = self.transport.command_timeout + total / MIN_UPLOAD_RATE
+        self.progress(name, "uploading", f"0/{total} bytes", bytes_done=0, bytes_total=total)
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.transport.sftp(node) as sftp:
+                    await sftp.makedirs(staging, exist_ok=True)
+                    await sftp.put(str(self.bundle.tarball), part, progress_handler=handler)
+                    try:
+                        await sftp.posix_rename(part, final)
+                    except asyncssh.SFTPOpUnsupported:
+                        try:
+                            await sftp.remove(final)
+                        except asyncssh.SFTPNoSuchFile:
+                            pass
+                        await sftp.rename(part, final)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.transport.drop(name)
+            raise NodeError(SSHState.TIMEOUT, f"upload did not finish within {timeout:.0f}s") from None
+        except asyncssh.SFTPError as exc:
+            raise StepFailed(f"upload to {final} failed: {exc.reason}") from None
+        except OSError as exc:
+            raise StepFailed(f"cannot read the bundle {self.bundle.tarball}: {exc.strerror or exc}") from None
+
+    # -- probing ------------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from pltui.sweep import Engine
+
+            self._engine = Engine(self.fleet, state_dir=self.state_dir, nodes=[], transport=self.transport,
+                                  store=self.store)
+        return self._engine
+
+    async def probe(self, node: Node) -> NodeStatus:
+        status = await self.engine.probe_node(node, False)
+        if status.ssh in NETWORK_STATES:
+            raise NodeError(status.ssh, status.error or status.ssh.value)
+        return status
+
+    async def verify(self, node: Node, version: str | None, timeout: float) -> tuple[bool, str, NodeStatus | None]:
+        """Poll until `version` runs with every process alive (and still, SETTLE s later)."""
+        deadline = time.monotonic() + timeout
+        stable: tuple[float, tuple] | None = None
+        problem = "no answer"
+        status = None
+        while True:
+            status = await self.probe(node)
+            now = time.monotonic()
+            dead = [p for p in status.processes if not p.alive]
+            if status.ssh != SSHState.OK:
+                problem, stable = status.error or status.ssh.value, None
+            elif version is not None and status.version != version:
+                problem, stable = f"reports version {status.version or 'none'}, expected {version}", None
+            elif dead:
+                stable = None
+                names = ", ".join(p.name for p in dead)
+                problem = f"process {names} not running"
+                if status.monitor != "alive":
+                    hints = ", ".join(f".pltui/run/{p.name}.out" for p in dead)
+                    return False, f"{problem} after start (exited; see {hints} on the node)", status
+                backoff = [p.name for p in dead if p.state == "backoff"]
+                if backoff:
+                    return False, f"process {', '.join(backoff)} keeps exiting (monitor backoff)", status
+            else:
+                pids = tuple(p.pid for p in status.processes)
+                if not pids:
+                    return True, "", status
+                if stable is None or stable[1] != pids:
+                    stable = (now, pids)
+                elif now - stable[0] >= SETTLE:
+                    return True, "", status
+                problem = "processes not yet stable"
+            if now >= deadline:
+                return False, f"not healthy within {timeout:g}s: {problem}", status
+            await asyncio.sleep(min(POLL, max(0.05, deadline - now)))
+
+    # -- one node -------------------------------------------------------------------------------
+
+    async def run_node(self, name: str) -> None:
+        rec = self.recs[name]
+        node = self.fleet.nodes.get(name)
+        if node is None:
+            await self.set_phase(name, "failed", "not in the fleet file any more")
+            return
+        try:
+            if self.mode == "rollback":
+                await self._operator_rollback(name, node, rec)
+            else:
+                await self._deploy(name, node, rec)
+        except NodeError as exc:
+            self.transport.drop(name)
+            await self._safe_phase(name, "unreachable", exc.message)
+        except StepFailed as exc:
+            await self._safe_phase(name, "failed", str(exc))
+        except StateNotSaved:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: one node's problem, reported, never a crash of the rollout
+            await self._safe_phase(name, "failed", f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _safe_phase(self, name: str, phase: str, message: str) -> None:
+        try:
+            await self.set_phase(name, phase, message)
+        except StateNotSaved:
+            pass
+
+    async def _deploy(self, name: str, node: Node, rec: dict) -> None:
+        reload = bool(self.state["reload"])
+        where = rec["at"] if rec["phase"] == "unreachable" else rec["phase"]
+        info = await self.node_release_status(node)
+        if "before" not in rec:
+            before = await self.probe(node)
+            rec["before"] = {"version": before.version,
+                             "running": bool(before.processes) and all(p.alive for p in before.processes)}
+        node_state = info.get("state", "none")
+        if node_state == "rolling-back" or where == "rolling-back" or (
+                node_state == "rolled-back" and rec.get("touched")):
+            await self._revert(name, node, rec, rec.get("message") or "rollback interrupted", final="rolled-back")
+            return
+        swapped = node_state == "swapped" and info.get("current") == self.action_id
+        if not swapped:
+            if node_state != "swapping":
+                if info.get("staged") != "yes":
+                    await self.set_phase(name, "uploading")
+                    await self.upload(name, node)
+                await self.set_phase(name, "uploading", "verifying sha256 and extracting")
+                await self.release(node, "prepare")
+                await self.set_phase(name, "uploaded")
+            try:
+                if not reload:
+                    await self.set_phase(name, "stopping")
+                    await self.release(node, "stop")
+                    await self.set_phase(name, "stopped")
+                await self.set_phase(name, "swapping")
+                await self.release(node, "swap")
+                await self.set_phase(name, "swapped")
+            except StepFailed as exc:
+                await self._revert(name, node, rec, str(exc))
+                return
+        try:
+            if reload:
+                await self.set_phase(name, "reloading")
+                await self.release(node, "reload")
+            else:
+                await self.set_phase(name, "starting")
+                await self.release(node, "start")
+            await self.set_phase(name, "verifying")
+            ok, why, status = await self.verify(node, self.bundle.version, self.health_timeout)
+        except StepFailed as exc:
+            await self._revert(name, node, rec, str(exc))
+            return
+        if not ok:
+            await self._revert(name, node, rec, why)
+            return
+        note = ""
+        try:
+            await self.release(node, "prune")
+        except StepFailed as exc:
+            note = f" (prune failed: {exc})"
+        await self.set_phase(name, "done", f"version {status.version}{note}", version=status.version)
+
+    async def _revert(self, name: str, node: Node, rec: dict, why: str, final: str = "rolled-back") -> None:
+        """Put the previous release back (stop, rollback, start if it ran before); final phase `final`."""
+        await self.set_phase(name, "rolling-back", why)
+        before = rec.get("before") or {}
+        try:
+            if not self.state["reload"] or self.mode == "rollback":
+                await self.release(node, "stop")
+            await self.release(node, "rollback")
+            if before.get("running"):
+                await self.release(node, "reload" if self.state["reload"] and self.mode != "rollback" else "start")
+                if self.state["reload"] and self.mode != "rollback":
+                    await self.release(node, "start")
+                ok, problem, status = await self.verify(node, before.get("version"), self.health_timeout)
+                after = f"back on {before.get('version') or 'the previous release'}"
+                if not ok:
+                    await self.set_phase(name, "failed", f"{why}; rolled back, but the previous release is not "
+                                                         f"healthy: {problem}", version=status.version if status else None)
+                    return
+                await self.set_phase(name, final, f"{why}; {after}", version=status.version)
+            else:
+                await self.set_phase(name, final, f"{why}; previous files restored (nothing ran before)",
+                                     version=before.get("version"))
+        except StepFailed as exc:
+            await self.set_phase(name, "failed", f"{why}; rollback FAILED: {exc} (node needs attention)")
+
+    async def _operator_rollback(self, name: str, node: Node, rec: dict) -> None:
+        info = await self.node_release_status(node)
+        node_state = info.get("state", "none")
+        if node_state == "swapped" and info.get("current") != self.action_id:
+            await self.set_phase(name, rec["phase"] if rec["phase"] in FINAL_PHASES else "failed",
+                                 f"not rolled back: node has moved on to release {clean_line(info.get('current'), 80)}")
+            return
+        await self._revert(name, node, rec, "rolled back by the operator")
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def _batch_check(self, stage: StagePlan, si: int, bi: int) -> str | None:
+        batch = stage.batches[bi]
+        failed = [n for n in batch if self.recs[n]["phase"] in FAILED_PHASES]
+        unreachable = [n for n in batch if self.recs[n]["phase"] == "unreachable"]
+        where = f"stage {stage.name} batch {bi + 1}/{len(stage.batches)}"
+        if self.state["failhard"] and (failed or unreachable):
+            first = (failed + unreachable)[0]
+            return f"--failhard: {first} {self.recs[first]['phase']} in {where}: {self.recs[first].get('message', '')}"
+        if not budget_allows(len(failed), len(batch), stage.max_fail):
+            return (f"{where}: {len(failed)} of {len(batch)} nodes failed, more than max_fail {stage.max_fail} "
+                    f"({', '.join(failed[:5])}{'...' if len(failed) > 5 else ''})")
+        if not budget_allows(len(unreachable), len(batch), stage.max_fail):
+            return (f"{where}: {len(unreachable)} of {len(batch)} nodes unreachable, more than max_fail "
+                    f"{stage.max_fail} ({', '.join(unreachable[:5])}{'...' if len(unreachable) > 5 else ''})")
+        return None
+
+    def _todo(self, nodes: list[str]) -> list[str]:
+        if self.mode == "rollback":
+            return [n for n in nodes if self.recs[n].get("touched") and self.recs[n]["phase"] != "rolled-back"]
+        return [n for n in nodes if self.recs[n]["phase"] not in FINAL_PHASES]
+
+    async def _run_batch(self, stage: StagePlan, si: int, bi: int) -> None:
+        todo = self._todo(stage.batches[bi])
+        limit = asyncio.Semaphore(max(1, stage.parallel))
+
+        async def one(name: str) -> None:
+            async with limit:
+                if self.halt_reason or not await self.control.checkpoint() or self.halt_reason:
+                    return
+                await self.run_node(name)
+                if self.mode != "rollback":
+                    reason = self._batch_check(stage, si, bi)
+                    if reason:
+                        self.halt(reason)
+
+        await asyncio.gather(*(one(n) for n in todo))
+
+    async def execute(self) -> ActionReport:
+        self.state["runs"].append({"mode": self.mode, "pid": os.getpid(), "host": socket.gethostname(),
+                                   "started": time.time()})
+        self.save_now("rolling-back" if self.mode == "rollback" else "running")
+        try:
+            if self.mode == "rollback":
+                await self._execute_rollback()
+            else:
+                await self._execute_stages()
+        except asyncio.CancelledError:
+            self.halt("interrupted (cancelled) in the middle of node steps", "interrupted")
+            self._final_save("interrupted")
+            raise
+        if self.halt_reason is None and self.control.aborted:
+            self.halt("interrupted by the operator", "interrupted")
+        if self.mode == "rollback":
+            status = "rolled-back"
+        else:
+            status = self.halt_status if self.halt_reason else "done"
+        self._final_save(status)
+        return self.build_report()
+
+    def _final_save(self, status: str) -> None:
+        self.state["runs"][-1]["ended"] = time.time()
+        try:
+            self.save_now(status)
+        except StoreError as exc:
+            self.halt(f"final rollout state not saved: {exc}")
+
+    async def _execute_stages(self) -> None:
+        passed = self.state.setdefault("gates_passed", [])
+        for si, stage in enumerate(self.stages):
+            if self.halt_reason:
+                return
+            if self._todo(stage.nodes) and stage.pause and stage.name not in passed:
+                done = sum(1 for n in self.nodes if self.recs[n]["phase"] == "done")
+                self.save_now("paused")
+                self.progress(None, "paused", f"before stage {stage.name} ({len(stage.nodes)} nodes); "
+                                              f"{done} nodes done so far")
+                if not await self.control.gate(stage.name):
+                    self.halt(f"paused before stage {stage.name}: the operator did not continue "
+                              f"(go on with --resume {self.action_id})", "paused")
+                    return
+                passed.append(stage.name)
+                self.save_now("running")
+            for bi in range(len(stage.batches)):
+                if self.halt_reason:
+                    return
+                todo = self._todo(stage.batches[bi])
+                if todo:
+                    self.progress(None, f"stage {stage.name} batch {bi + 1}/{len(stage.batches)}",
+                                  f"{len(todo)} nodes, {min(stage.parallel, len(todo))} at a time")
+                    await self._run_batch(stage, si, bi)
+                reason = self._batch_check(stage, si, bi)  # also for batches finished by an earlier run
+                if reason:
+                    self.halt(reason)
+
+    async def _execute_rollback(self) -> None:
+        todo = self._todo(self.nodes)
+        self.progress(None, "rolling back", f"{len(todo)} touched nodes")
+        parallel = max(s.parallel for s in self.stages)
+        limit = asyncio.Semaphore(parallel)
+
+        async def one(name: str) -> None:
+            async with limit:
+                if not await self.control.checkpoint():
+                    return
+                await self.run_node(name)
+
+        await asyncio.gather(*(one(n) for n in todo))
+
+
+# --------------------------------------------------------------------------------------------
+# Saved rollouts (for --status and the faces)
+
+
+def load_saved(store: Store, action_id: str | None) -> dict:
+    """A saved rollout (the latest when action_id is None); ActionError when there is none."""
+    try:
+        if action_id:
+            saved = store.load_action(action_id)
+        else:
+            found = store.actions(kind="rollout", limit=1)
+            saved = found[0] if found else None
+    except StoreError as exc:
+        raise ActionError(str(exc)) from None
+    if saved is None or saved.get("kind") != "rollout":
+        raise ActionError(f"no rollout {action_id} in this fleet's state directory" if action_id
+                          else "no rollout recorded for this fleet yet")
+    return saved
+
+
+def liveness(saved: dict) -> str | None:
+    """'pid N on HOST' when the saved rollout's process still runs on this host, else None."""
+    if saved["status"] not in ("running", "paused", "rolling-back", "new"):
+        return None
+    runs = saved["state"].get("runs") or []
+    if not runs or runs[-1].get("ended"):
+        return None
+    run = runs[-1]
+    if run.get("host") != socket.gethostname():
+        return f"pid {run.get('pid')} on {run.get('host')} (another host: cannot check)"
+    pid = int(run.get("pid") or 0)
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        if stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] == b"Z":
+            return None
+    except OSError:
+        pass
+    return f"pid {pid}"
+
+
+def effective_status(saved: dict) -> str:
+    status = saved["status"]
+    if status in ("running", "paused", "rolling-back", "new") and liveness(saved) is None:
+        return "interrupted" if status != "paused" else "paused"
+    return status
+
+
+def describe(saved: dict) -> dict:
+    """A JSON-ready account of where a saved rollout and every one of its nodes stand."""
+    from pltui.nodesets import fold
+
+    state = saved["state"]
+    stages = [StagePlan.from_json(s) for s in state["stages"]]
+    recs = state["nodes"]
+    phases: dict[str, list[str]] = {}
+    for stage in stages:
+        for name in stage.nodes:
+            phases.setdefault(recs[name]["phase"], []).append(name)
+    out_stages = []
+    for stage in stages:
+        batches = []
+        for bi, batch in enumerate(stage.batches):
+            counts: dict[str, int] = {}
+            for n in batch:
+                counts[recs[n]["phase"]] = counts.get(recs[n]["phase"], 0) + 1
+            batches.append({"batch": bi + 1, "nodes": fold(batch), "count": len(batch), "phases": counts})
+        out_stages.append({"name": stage.name, "max_fail": stage.max_fail, "parallel": stage.parallel,
+                           "pause": stage.pause, "batches": batches})
+    live = liveness(saved)
+    return {
+        "action_id": saved["id"],
+        "status": effective_status(saved),
+        "running": live,
+        "owner": saved["owner"],
+        "started": saved["started"],
+        "updated": saved["updated"],
+        "stopped_because": state.get("stopped_because"),
+        "bundle": {k: state["bundle"][k] for k in ("source", "version", "sha256", "size")},
+        "reload": state.get("reload"),
+        "stages": out_stages,
+        "phases": {p: {"count": len(ns), "nodes": fold(ns)} for p, ns in phases.items()},
+        "nodes": {n: {k: v for k, v in recs[n].items() if k != "t"} | {"stage": stages[recs[n]["stage"]].name,
+                                                                       "batch": recs[n]["batch"] + 1}
+                  for s in stages for n in s.nodes},
+    }
