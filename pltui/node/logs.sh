@@ -1,0 +1,152 @@
+# pltui logs helper: list log files with size, mtime and sha256, or prune verified copies.
+#
+# Sent by pltui on stdin to `sh -s`, with these variables assigned (shell-quoted) before it:
+#   ROOT   the service root; relative paths below are relative to it
+#   MODE   list | prune
+#   LOGS   (list) newline-separated glob patterns; a pattern matching a directory takes every
+#          regular file below it. Symbolic links are never followed nor listed.
+# and, for prune, the positional parameters (`set -- SIZE MTIME SHA256 PATH ...`, four words per
+# file, every word shell-quoted by pltui).
+#
+# The node's file names may hold any byte but NUL, so `list` ends every record with a NUL byte
+# and puts the name last; pltui parses it strictly (pltui/actions/logs.py) and treats every byte
+# as hostile. A name is never echoed back by `prune`: its records name a file by its index.
+#
+# list records (NUL-terminated):
+#   pltui-logs 1
+#   tools SUM BIGSUM NICE CODEC...     SUM: sha256 tool for small files, BIGSUM: for >= 4 MiB
+#                                      (openssl is fastest with SHA extensions, but slow to start),
+#                                      NICE: nice|-, CODEC: zstd, gzip (compressors found)
+#   stat SIZE MTIME PATH               about to hash PATH (pltui bounds its wait by SIZE)
+#   file SIZE MTIME SHA256 MOVED PATH  sha256 of the first SIZE bytes; MOVED 1 when size or
+#                                      mtime changed while hashing (the file is being written)
+#   skip REASON PATH                   REASON: unreadable | vanished
+#   error REASON                       REASON: noroot | nostat | nosum (nothing else follows)
+#   end
+# prune records (one per line; I is the file's 1-based index in the arguments):
+#   pruned I      deleted: unchanged since listing, same sha256, not open by any process
+#   changed I     size or mtime differ from the listing (still being written): kept
+#   mismatch I    same size and mtime but another sha256: kept
+#   open I        some process has it open (Linux /proc, where visible): kept
+#   gone I        no longer a regular file: nothing to do
+#   failed I      rm failed: kept
+#   end
+
+LC_ALL=C
+export LC_ALL
+NL='
+'
+
+if ! cd "$ROOT" 2>/dev/null; then
+    printf 'error noroot\0'
+    exit 0
+fi
+if ! stat -c '%s %Y' . >/dev/null 2>&1; then
+    printf 'error nostat\0'
+    exit 0
+fi
+
+SUMTOOL=
+for t in sha256sum shasum openssl; do
+    if command -v "$t" >/dev/null 2>&1; then SUMTOOL=$t; break; fi
+done
+BIGSUM=$SUMTOOL
+if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then
+    BIGSUM=openssl
+fi
+export SUMTOOL BIGSUM
+
+# sum256 FILE BYTES: sha256 (hex) of the first BYTES bytes of FILE ("" when it cannot be read)
+SUM256='
+sum256() {
+    t=$SUMTOOL
+    [ "$2" -ge 4194304 ] && t=$BIGSUM
+    case $t in
+        openssl) s=$(head -c "$2" <"$1" 2>/dev/null | openssl dgst -sha256 -r 2>/dev/null) ;;
+        shasum) s=$(head -c "$2" <"$1" 2>/dev/null | shasum -a 256 2>/dev/null) ;;
+        *) s=$(head -c "$2" <"$1" 2>/dev/null | sha256sum 2>/dev/null) ;;
+    esac
+    printf "%s" "${s%% *}"
+}'
+eval "$SUM256"
+
+if [ "$MODE" = prune ]; then
+    # dev:inode of every file some process has open (only processes we may see)
+    OPEN=
+    if [ -d /proc/self/fd ]; then
+        OPEN=" $(find /proc/[0-9]*/fd -type l -exec stat -L -c '%d:%i' {} + 2>/dev/null | tr '\n' ' ') "
+    fi
+    i=0
+    while [ $# -ge 4 ]; do
+        i=$((i + 1))
+        size=$1 mtime=$2 want=$3 f=$4
+        shift 4
+        case $f in /*) p=$f ;; *) p=./$f ;; esac
+        if [ ! -f "$p" ] || [ -L "$p" ]; then echo "gone $i"; continue; fi
+        st=$(stat -c '%s %Y %d:%i' -- "$p" 2>/dev/null) || { echo "gone $i"; continue; }
+        case $st in
+            "$size $mtime "*) ;;
+            *) echo "changed $i"; continue ;;
+        esac
+        case $OPEN in
+            *" ${st##* } "*) echo "open $i"; continue ;;
+        esac
+        if [ "$(sum256 "$p" "$size")" != "$want" ]; then echo "mismatch $i"; continue; fi
+        st2=$(stat -c '%s %Y %d:%i' -- "$p" 2>/dev/null)
+        if [ "$st2" != "$st" ]; then echo "changed $i"; continue; fi
+        if rm -f -- "$p" 2>/dev/null && [ ! -e "$p" ]; then echo "pruned $i"; else echo "failed $i"; fi
+    done
+    echo end
+    exit 0
+fi
+
+if [ -z "$SUMTOOL" ]; then
+    printf 'error nosum\0'
+    exit 0
+fi
+NICE=-
+command -v nice >/dev/null 2>&1 && NICE=nice
+CODECS=
+for c in zstd gzip; do
+    command -v "$c" >/dev/null 2>&1 && CODECS="$CODECS $c"
+done
+printf 'pltui-logs 1\0'
+printf 'tools %s %s %s%s\0' "$SUMTOOL" "$BIGSUM" "$NICE" "$CODECS"
+
+# EMIT: one record per regular file named in "$@" (run here by eval, and by find -exec sh -c)
+EMIT=$SUM256'
+for f do
+    case $f in /*) p=$f ;; *) p=./$f ;; esac
+    if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
+    if [ ! -r "$p" ]; then printf "skip unreadable %s\0" "$f"; continue; fi
+    st=$(stat -c "%s %Y" -- "$p" 2>/dev/null) || { printf "skip vanished %s\0" "$f"; continue; }
+    size=${st% *} mtime=${st#* }
+    printf "stat %s %s %s\0" "$size" "$mtime" "$f"
+    sum=$(sum256 "$p" "$size")
+    st2=$(stat -c "%s %Y" -- "$p" 2>/dev/null)
+    moved=0
+    [ "$st2" = "$st" ] || moved=1
+    printf "file %s %s %s %s %s\0" "$size" "$mtime" "$sum" "$moved" "$f"
+done'
+export EMIT
+
+set -f      # the patterns are globbed once, below, and never their results
+IFS=$NL
+for pattern in $LOGS; do
+    set +f
+    for f in $pattern; do
+        unset IFS
+        case $f in /*) p=$f ;; *) p=./$f ;; esac
+        if [ -d "$p" ] && [ ! -L "$p" ]; then
+            find "$p" -type f -exec sh -c "$EMIT" sh {} +
+        elif [ -f "$p" ]; then
+            set -- "$f"
+            eval "$EMIT"
+        fi
+        IFS=$NL
+    done
+    set -f
+done
+set +f
+unset IFS
+printf 'end\0'
