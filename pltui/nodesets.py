@@ -123,6 +123,71 @@ def _parse(expr: str, resolver: GroupResolver | None = None) -> NodeSet:
         raise NodeSetError(f"bad node set {expr!r}: {exc}") from None
 
 
+def _split_terms(expr: str) -> list[tuple[str, str]] | None:
+    """The top-level (operator, term) pairs of `expr`, as ClusterShell reads them left to
+    right (the first operator is a union with the empty set); None for input ClusterShell
+    itself should judge (nested or unbalanced brackets, a missing operand)."""
+    terms: list[tuple[str, str]] = []
+    op, start, inside = ",", 0, False
+    for i, char in enumerate(expr):
+        if char == "[":
+            if inside:
+                return None
+            inside = True
+        elif char == "]":
+            if not inside:
+                return None
+            inside = False
+        elif char in _OPERATORS and not inside:
+            terms.append((op, expr[start:i].strip()))
+            op, start = char, i + 1
+    if inside:
+        return None
+    terms.append((op, expr[start:].strip()))
+    if not all(term for _, term in terms):
+        return None
+    return terms
+
+
+def _evaluate(expr: str, sets: dict[str, frozenset[str]], resolver: GroupResolver) -> set[str]:
+    """The nodes of `expr`, with every plain `@group` term taken from `sets` (no re-parsing
+    of a 10k-node group's member list); other terms go to ClusterShell one by one.
+
+    Same result as ClusterShell on the whole expression with a resolver over the same groups
+    (a property test checks this); errors are ClusterShell's, naming the whole expression."""
+    terms = _split_terms(expr) if isinstance(expr, str) and "@" in expr else None
+    if terms is None or not any(term[0] == "@" and term[1:] in sets for _, term in terms):
+        return set(_parse(expr, resolver))
+    reason = _precheck(expr)
+    if reason:
+        raise NodeSetError(f"bad node set {expr!r}: {reason}")
+    result: set[str] = set()
+    for op, term in terms:
+        if term[0] == "@" and term[1:] in sets:
+            nodes = sets[term[1:]]
+        else:
+            try:
+                nodes = set(_parse(term, resolver))
+            except NodeSetError:
+                _parse(expr, resolver)  # raises the same problem, naming the expression
+                raise
+        if op == ",":
+            result |= nodes
+        elif op == "!":
+            result -= nodes
+        elif op == "&":
+            result &= nodes
+        else:
+            result ^= nodes
+    return result
+
+
+def _natural_key(name: str) -> list:
+    """Sort key putting n2 before n10."""
+    return [(0, int(part), part) if part.isascii() and part.isdigit() else (1, 0, part)
+            for part in re.split(r"([0-9]+)", name)]
+
+
 def expand(expr: str) -> list[str]:
     """Every node name of a group-free expression, in ClusterShell's order (`@group` is an error)."""
     return list(_parse(expr))
@@ -162,7 +227,8 @@ def resolve_groups(exprs: dict[str, str], all_nodes: Sequence[str]) -> tuple[dic
     """Expand every group; return (members, problems) where problems names each bad group.
 
     Groups are resolved in dependency order, each `@other` standing for the already resolved
-    members of `other`, so nested groups cost one parse each however they are shared."""
+    members of `other`, so nested groups cost one parse each however they are shared.
+    Members come in the order of `all_nodes`, then any names outside it."""
     problems = _group_cycles(exprs)
     known = set(exprs) | {"all"}
     refs = {g: set(_GROUP_REF.findall(e)) for g, e in exprs.items()}
@@ -175,6 +241,8 @@ def resolve_groups(exprs: dict[str, str], all_nodes: Sequence[str]) -> tuple[dic
             suffix = f" (did you mean '@{hint[0]}'?)" if hint else ""
             problems[group] = f"refers to unknown group '@{unknown[0]}'{suffix}"
     table = {"all": ",".join(all_nodes)}
+    sets = {"all": frozenset(all_nodes)}
+    index = {name: i for i, name in enumerate(all_nodes)}
     members: dict[str, list[str]] = {}
     pending = [g for g in exprs if g not in problems]
     while pending:
@@ -186,10 +254,14 @@ def resolve_groups(exprs: dict[str, str], all_nodes: Sequence[str]) -> tuple[dic
                 problems[group] = f"refers to group '@{broken[0]}', which has problems"
             elif all(d in members for d in deps):
                 try:
-                    members[group] = list(_parse(exprs[group], _strict_resolver(table, table["all"])))
-                    table[group] = ",".join(members[group])
+                    chosen = _evaluate(exprs[group], sets, _strict_resolver(table, table["all"]))
                 except NodeSetError as exc:
                     problems[group] = str(exc)
+                else:  # fleet order, then names outside the fleet
+                    known_nodes = sorted((n for n in chosen if n in index), key=index.__getitem__)
+                    members[group] = known_nodes + sorted(chosen.difference(index), key=_natural_key)
+                    sets[group] = frozenset(chosen)
+                    table[group] = ",".join(members[group])
             else:
                 continue
             pending.remove(group)
@@ -212,6 +284,8 @@ class Selector:
         table["all"] = ",".join(self.nodes)
         # Empty groups resolve to nothing; unknown ones are errors (see _StrictSource).
         self._resolver = _strict_resolver(table, table["all"])
+        self._sets = {g: frozenset(m) for g, m in self.groups.items()}
+        self._sets["all"] = frozenset(self.nodes)
 
     @classmethod
     def for_fleet(cls, fleet) -> "Selector":
@@ -226,8 +300,8 @@ class Selector:
                 hint = difflib.get_close_matches(ref, list(self.groups), n=1)
                 suffix = f" (did you mean '@{hint[0]}'?)" if hint else ""
                 raise NodeSetError(f"unknown group '@{ref}' in {expr!r}{suffix}")
-        names = list(_parse(expr, self._resolver))
-        unknown = [n for n in names if n not in self._index]
+        names = _evaluate(expr, self._sets, self._resolver)
+        unknown = sorted(names.difference(self._index), key=_natural_key)
         if unknown:
             hint = difflib.get_close_matches(unknown[0], self.nodes, n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
