@@ -272,6 +272,7 @@ def test_empty_selection_is_an_error(sel, kwargs):
     (dict(include=["@"]), "bad node set '@': unknown group '@'"),
     (dict(include=["@@"]), "bad node set '@@': listing groups"),
     (dict(include=["@other:web"]), "unknown group '@other' in '@other:web'"),
+    (dict(include=["²"]), "'²' names node '²', not in the fleet"),  # found by hypothesis
 ])
 def test_selection_errors_name_the_problem(sel, kwargs, message):
     with pytest.raises(NodeSetError) as info:
@@ -337,3 +338,24 @@ def test_clustershell_system_groups_config_is_never_read(tmp_path):
     assert report["after"]["expand"] == "NodeSetError: bad node set '@evil': unknown group '@evil'"
     assert report["after"]["select"] == "NodeSetError: unknown group '@evil' in '@evil'"
     assert report["after"]["plain"].startswith("GroupSourceError")  # the std resolver is pltui's
+
+
+def test_group_terms_do_not_reparse_member_lists(monkeypatch):
+    """`@all!@alpha` on a big fleet is set algebra on the groups' members: ClusterShell only
+    sees the terms that are not plain groups (here `n1`)."""
+    names = [f"node{i}.site{i % 97}.example.org" for i in range(20_000)]
+    sel = Selector(names, {"alpha": names[:5000]})
+    seen = []
+    real = nodesets._parse
+
+    def spy(expr, resolver=None):
+        seen.append(expr)
+        return real(expr, resolver)
+
+    monkeypatch.setattr(nodesets, "_parse", spy)
+    chosen = sel.parse("@all!@alpha!node5000.site53.example.org")
+    assert len(chosen) == 14_999 and chosen[0] == "node5001.site54.example.org"
+    assert seen == ["node5000.site53.example.org"]
+    members, problems = resolve_groups({"alpha": "@all&@beta", "beta": "@all!node0.site0.example.org"}, names)
+    assert problems == {} and len(members["alpha"]) == 19_999
+    assert seen == ["node5000.site53.example.org", "node0.site0.example.org"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pltui.durations import MAX_DURATION, parse_duration
 from pltui.fleet import Fleet, FleetError, loads
+from pltui import nodesets
 from pltui.nodesets import NodeSetError, Selector, expand, fold
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -74,6 +75,33 @@ def test_nodeset_parse_returns_or_raises_nodeseterror_only(expr):
         pass
     else:
         assert set(chosen) <= {"n1", "n2", "n07", "x9"}
+
+
+SEL_NODES = ["n1", "n2", "n3", "n10", "web01", "web02", "db.example.org", "x%1"]
+SEL_GROUPS = {"a": ["n1", "n2"], "b": ["n2", "n3", "n10"], "w": ["web01", "web02"], "e": [], "a1": ["n3"],
+              "a2": ["db.example.org"], "pct": ["x%1"]}
+SEL_TERMS = ["@a", "@b", "@w", "@e", "@all", " @a ", "@a1", "@a[1-2]", "@fleet:b", "@zz", "@", "@@", "@*",
+             "n[1-3]", "n10", "web0[1-2]", "db.example.org", "n*", "web*", "*.org", "x1", "n[", "n]", "",
+             "x%1", "n[1-200000]", "n[3-1]", "web[01-02]"]
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(",!&^"), st.sampled_from(SEL_TERMS)), min_size=1, max_size=6))
+def test_group_fast_path_matches_clustershell(pairs):
+    """Selector/resolve_groups take plain @group terms from member sets instead of letting
+    ClusterShell re-parse member lists: same nodes, same errors as ClusterShell itself."""
+    expr = "".join(op + term for op, term in pairs)[1:]
+    sel = Selector(SEL_NODES, SEL_GROUPS)
+
+    def outcome(fn):
+        try:
+            return sorted(fn())
+        except NodeSetError as exc:
+            return ["error", str(exc)]
+
+    fast = outcome(lambda: nodesets._evaluate(expr, sel._sets, sel._resolver))
+    slow = outcome(lambda: nodesets._parse(expr, sel._resolver))
+    assert fast == slow, expr
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +245,7 @@ def fleet_docs(draw):
     return doc
 
 
-@QUICK
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleet_docs())
 def test_loader_on_arbitrary_dicts_dumped_with_tomli_w(doc):
     try:
