@@ -556,3 +556,35 @@ def test_two_stage_rollout_on_real_sshd(make_sshd_fleet, tmp_path):
     assert code == 1 and doc["nodes"]["sshd001"]["state"] == "rolled-back"
     assert [doc["nodes"][n]["state"] for n in ("sshd002", "sshd003", "sshd004")] == ["untouched"] * 3
     assert all(version_on(n) == "7.1" for n in sshd.nodes.values())
+
+
+async def test_ctrl_c_finishes_nodes_in_flight_and_starts_no_more(make_sim_fleet, tmp_path):
+    sim = await make_sim_fleet(5, fleet=sim_fleet_kwargs())
+    state = tmp_path / "state"
+    fleet = fleetfile.load(sim.fleet_path)
+    db = fleet_dir(state, fleet.name, fleet.path) / "pltui.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pltui", "rollout", str(sim.fleet_path), str(make_bundle(tmp_path, "1.0")), "--yes",
+        "--parallel", "1", "--state", str(state), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    interrupted = None
+    while time.monotonic() < deadline and proc.returncode is None and interrupted is None:
+        if db.exists():
+            store = Store(db)
+            latest = store.actions(kind="rollout", limit=1)
+            store.close()
+            if latest and any(r["phase"] == "verifying" for r in latest[0]["state"]["nodes"].values()):
+                proc.send_signal(signal.SIGINT)
+                interrupted = latest[0]["id"]
+        await asyncio.sleep(0.02)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert interrupted, "no node reached verification"
+    assert proc.returncode == 130, out.decode() + err.decode()
+    assert "starting no new node" in err.decode() and "interrupted by the operator (SIGINT)" in out.decode()
+    code, out, _ = await acli("rollout", str(sim.fleet_path), "--status", interrupted, "--json", state=state)
+    doc = json.loads(out)
+    assert doc["status"] == "interrupted"
+    assert set(doc["phases"]) == {"done", "pending"} and doc["phases"]["done"]["count"] >= 1  # in flight: finished
+    code, out, err = await acli("rollout", str(sim.fleet_path), "--resume", interrupted, state=state)
+    assert code == 0 and "versions: 1.0 on 5" in out, out + err

@@ -590,7 +590,8 @@ class Rollout(Action):
                 problem = "processes not yet stable"
             if now >= deadline:
                 return False, f"not healthy within {timeout:g}s: {problem}", status
-            await asyncio.sleep(min(POLL, max(0.05, deadline - now)))
+            wait = stable[0] + SETTLE - now if stable is not None else POLL  # one more probe when settled
+            await asyncio.sleep(min(max(0.05, wait), max(0.05, deadline - now)))
 
     # -- one node -------------------------------------------------------------------------------
 
@@ -626,11 +627,13 @@ class Rollout(Action):
     async def _deploy(self, name: str, node: Node, rec: dict) -> None:
         reload = bool(self.state["reload"])
         where = rec["at"] if rec["phase"] == "unreachable" else rec["phase"]
-        info = await self.node_release_status(node)
-        if "before" not in rec:
-            before = await self.probe(node)
+        self.progress(name, "checking", "release state and running version")
+        if "before" not in rec:  # first contact: what runs now (for a rollback), and what the node has
+            info, before = await asyncio.gather(self.node_release_status(node), self.probe(node))
             rec["before"] = {"version": before.version,
                              "running": bool(before.processes) and all(p.alive for p in before.processes)}
+        else:
+            info = await self.node_release_status(node)
         node_state = info.get("state", "none")
         if node_state == "rolling-back" or where == "rolling-back" or (
                 node_state == "rolled-back" and rec.get("touched")):

@@ -81,9 +81,7 @@ sha256_of() {
     fi
 }
 
-nap() { sleep 0.1 2>/dev/null || sleep 1; }
-
-MYPG=$(ps -o pgid= -p $$ 2>/dev/null | tr -d ' ')
+nap() { sleep "${1:-0.1}" 2>/dev/null || sleep 1; }
 
 has_monitor() { [ -f .pltui/monitor.sh ] && [ -f .pltui/spec ]; }
 
@@ -112,11 +110,20 @@ alive() {
     return 0
 }
 
+# pgid_of PID: its process group (from /proc, else ps)
+pgid_of() {
+    if [ -r "/proc/$1/stat" ]; then
+        sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d ' ' -f 3
+    else
+        ps -o pgid= -p "$1" 2>/dev/null | tr -d ' '
+    fi
+}
+
 # signal SIG PID: the process, then its process group (never our own group)
 signal() {
+    pg=$(pgid_of "$2")
     kill "-$1" "$2" 2>/dev/null
-    pg=$(ps -o pgid= -p "$2" 2>/dev/null | tr -d ' ')
-    [ -n "$pg" ] && [ "$pg" != "$MYPG" ] && [ "$pg" -gt 1 ] && kill "-$1" "-$pg" 2>/dev/null
+    [ -n "$pg" ] && [ "$pg" -gt 1 ] && [ "$pg" != "$(pgid_of $$)" ] && kill "-$1" "-$pg" 2>/dev/null
     return 0
 }
 
@@ -133,6 +140,7 @@ stop_one() {
     fi
     waited=0
     limit=$((STOP_TIMEOUT * 10))
+    alive "$pid" && nap 0.02
     while alive "$pid" && [ "$waited" -lt "$limit" ]; do
         nap
         waited=$((waited + 1))
@@ -166,8 +174,8 @@ wait'
         PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1 &
     fi
     waited=0
-    while [ ! -s "$PIDFILE" ] && [ "$waited" -lt 50 ]; do
-        nap
+    while [ ! -s "$PIDFILE" ] && [ "$waited" -lt 250 ]; do
+        nap 0.02
         waited=$((waited + 1))
     done
     [ -s "$PIDFILE" ] || die "process $NAME: no pid in $PIDFILE after start"
