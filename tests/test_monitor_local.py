@@ -55,12 +55,17 @@ def is_alive(pid: int | None) -> bool:
 
 
 def group_has_live_members(pgid: int) -> bool:
+    return bool(group_pids(pgid))
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             info = proc_stat(int(entry.name))
             if info and info[1] == pgid and info[0] not in ("Z", "X"):
-                return True
-    return False
+                pids.append(int(entry.name))
+    return pids
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1, dump=None):
@@ -313,7 +318,8 @@ def test_usage_and_spec_errors(node):
 
 
 def test_starts_processes_and_restarts_killed_ones(node):
-    node.write_spec(sleeper("a"), ProcessSpec("loop", "while :; do sleep 0.3; done", ".pltui/run/loop.pid"))
+    node.write_spec(sleeper("a"), ProcessSpec("loop", "while :; do sleep 0.3; done", ".pltui/run/loop.pid"),
+                    ProcessSpec("family", "sleep 1000 & wait", ".pltui/run/family.pid"))
     r = node.sh("start")  # captured pipes: returns only if the monitor kept none of our fds
     assert re.fullmatch(r"monitor started \(pid \d+\)\n", r.stdout), r.stdout
     mpid = node.monitor_pid()
@@ -339,6 +345,17 @@ def test_starts_processes_and_restarts_killed_ones(node):
     assert node.proc("loop")["pid"] == loop["pid"]  # untouched
     kinds = [e[2] for e in node.events(name="a")]
     assert kinds[:3] == ["start", "exit", "start"]
+
+    # a dead leader's leftover children are sent away before the new start
+    family = node.wait_state("family", "running")
+    wait_until(lambda: group_has_live_members(family["pid"]) and len(group_pids(family["pid"])) == 2, 10,
+               "the family's child")
+    child = [p for p in group_pids(family["pid"]) if p != family["pid"]][0]
+    node.record(child)
+    os.kill(family["pid"], signal.SIGKILL)
+    node.wait_state("family", "running", restarts=1)
+    wait_until(lambda: not is_alive(child), 10, "the orphaned child to go")
+    assert node.events("leftovers", "family")
 
 
 def test_crash_loop_backs_off_with_growing_delays_and_never_gives_up(node):

@@ -481,8 +481,13 @@ reap() {
     pget "$1" NAME
     rp_n=$REPLY
     event "exit $rp_n pid=$2 status=$rp_status ran=${rp_ran}s"
+    # What is left of its process group (children of the dead leader) would only get in the way
+    # of the next start (ports, files): ask it to leave.
+    kill -s TERM -- "-$2" 2>/dev/null && event "leftovers $rp_n pgid=$2 signal=TERM"
     if [ -e "$PL/stopped/$rp_n" ]; then
         sset "$1" STATE stopped
+    elif [ -e "$PL/kick/$rp_n" ]; then # stopped by proc-restart: not a failed start
+        sset "$1" STATE down
     elif [ "$rp_state" = starting ]; then
         schedule_backoff "$1"
     else
