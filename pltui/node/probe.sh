@@ -19,6 +19,18 @@ first_line() {  # first line of a file, at most 200 bytes
     head -n 1 -- "$1" 2>/dev/null | cut -c 1-200
 }
 
+alive() {  # PID is a live process: kill -0 succeeds and, where /proc exists, it is no zombie
+    kill -0 "$1" 2>/dev/null || return 1
+    [ -r "/proc/$1/status" ] || return 0
+    while read -r key value _; do
+        if [ "$key" = "State:" ]; then
+            [ "$value" != Z ] && [ "$value" != X ]
+            return
+        fi
+    done <"/proc/$1/status"
+    return 0
+}
+
 echo "pltui-probe 1"
 echo "clock $(date +%s)"
 if [ -r /proc/uptime ]; then read -r up _ </proc/uptime; echo "uptime ${up%%.*}"; fi
@@ -64,7 +76,7 @@ fi
 mpid=$(first_line .pltui/monitor.pid | tr -cd '0-9')
 if [ -z "$mpid" ]; then
     echo "monitor_pid -"
-elif kill -0 "$mpid" 2>/dev/null; then
+elif alive "$mpid"; then
     echo "monitor_pid $mpid alive"
 else
     echo "monitor_pid $mpid dead"
@@ -85,7 +97,7 @@ for line in $PROCS; do
     name=${line%% *}
     pidfile=${line#* }
     pid=$(first_line "$pidfile" | tr -cd '0-9')
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    if [ -n "$pid" ] && alive "$pid"; then
         echo "proc $name alive $pid"
     else
         echo "proc $name dead ${pid:--}"
