@@ -588,3 +588,31 @@ async def test_ctrl_c_finishes_nodes_in_flight_and_starts_no_more(make_sim_fleet
     assert set(doc["phases"]) == {"done", "pending"} and doc["phases"]["done"]["count"] >= 1  # in flight: finished
     code, out, err = await acli("rollout", str(sim.fleet_path), "--resume", interrupted, state=state)
     assert code == 0 and "versions: 1.0 on 5" in out, out + err
+
+
+async def test_drop_during_upload_is_unreachable_and_untouched(make_sim_fleet, tmp_path):
+    sim = await make_sim_fleet(3, fleet=sim_fleet_kwargs())
+    _, first = await run_rollout(sim.fleet_path, make_bundle(tmp_path, "1.0"), tmp_path)
+    assert first.ok
+    big = make_bundle(tmp_path, "2.0")
+    (big / "share" / "blob").write_bytes(os.urandom(8 * 1024 * 1024))  # incompressible: a long upload
+    tasks = []
+
+    def emit(event):
+        if isinstance(event, ActionProgress) and event.node == "sim002" and event.bytes_done and not tasks:
+            tasks.append(asyncio.get_running_loop().create_task(sim.nodes["sim002"].set_mode("refuse")))
+
+    action, report = await run_rollout(sim.fleet_path, big, tmp_path, max_fail="1", emit=emit)
+    await asyncio.gather(*tasks)
+    assert report.results["sim002"].state == "unreachable", report.to_json()
+    assert action.state["nodes"]["sim002"]["at"] == "uploading"
+    assert not action.state["nodes"]["sim002"].get("touched")
+    assert version_on(sim.nodes["sim002"]) == "1.0" and pids_alive(sim.nodes["sim002"]) == {"svc": True, "aux": True}
+    assert {report.results[n].state for n in ("sim001", "sim003")} == {"done"}
+    await sim.nodes["sim002"].set_mode("ok")
+    _, resumed = await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "resume")
+    assert resumed.ok and version_on(sim.nodes["sim002"]) == "2.0"
+    with pytest.raises(Exception, match="was rolled back"):
+        await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "rollback")
+        await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "resume")
+    assert all(version_on(n) == "1.0" for n in sim.nodes.values())
