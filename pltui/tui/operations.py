@@ -24,38 +24,56 @@ from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import PromptScreen
 
 
-def plan_text(plan: dict, limit: int = 400) -> Text:
-    """A plan (JSON-ready dict) as readable lines: stages and batches get their node sets folded."""
+def _short(value: object, limit: int = 100) -> str:
+    text = str(value)
+    if len(text) > 24 and all(c in "0123456789abcdef" for c in text):
+        return text[:12] + "…"      # digests: the start is enough to recognise them
+    return clean_line(text, limit)
+
+
+def _nodes(value: object, count: object = None) -> str:
+    if isinstance(value, list):
+        return f"{len(value)} node{'s' if len(value) != 1 else ''} {clean_line(fold(value), 200)}"
+    return (f"{count} nodes " if count is not None else "") + clean_line(str(value), 200)
+
+
+def plan_text(plan: dict) -> Text:
+    """An action's plan (JSON-ready) for review: stages with their batches and node sets, the
+    bundle in one line, node lists folded, digests shortened."""
     out = Text(end="")
-
-    def nodes_of(value) -> str | None:
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return f"{len(value)} node{'s' if len(value) != 1 else ''}: {fold(value)}"
-        return None
-
-    def walk(value, indent: int, key: str | None) -> None:
-        if len(out.plain) > limit * 80:
-            return
-        pad = "  " * indent
-        label = f"{pad}{clean_line(key, 64)}: " if key is not None else pad
-        folded = nodes_of(value)
-        if folded is not None:
-            out.append(label, "bold")
-            out.append(clean_line(folded, 300) + "\n")
+    for key, value in plan.items():
+        if key == "stages" and isinstance(value, list):
+            for i, stage in enumerate(value, 1):
+                if not isinstance(stage, dict):
+                    continue
+                out.append(f"stage {i} {clean_line(str(stage.get('name', '?')), 40)}", "bold")
+                out.append(f": {_nodes(stage.get('nodes', []), stage.get('count'))}")
+                if stage.get("pause"):
+                    out.append("  (stage gate: asks before it starts)", "bold")
+                details = []
+                if "batches" in stage:
+                    batches = stage["batches"]
+                    sizes = [len(b) if isinstance(b, list) else b for b in batches] if isinstance(batches, list) else [batches]
+                    details.append("batches " + ", ".join(clean_line(str(b), 12) for b in sizes))
+                for name in ("parallel", "max_fail"):
+                    if name in stage:
+                        details.append(f"{name} {clean_line(str(stage[name]), 12)}")
+                if details:
+                    out.append("\n    " + " · ".join(details))
+                out.append("\n")
         elif isinstance(value, dict):
-            if key is not None:
-                out.append(label.rstrip() + "\n", "bold")
-            for k, v in value.items():
-                walk(v, indent + (1 if key is not None else 0), str(k))
+            out.append(f"{clean_line(key, 40)}: ", "bold")
+            out.append(", ".join(f"{clean_line(str(k), 40)} {_short(v, 60)}" for k, v in value.items()
+                                 if not isinstance(v, (dict, list))) + "\n")
         elif isinstance(value, list):
-            out.append(label.rstrip() + "\n", "bold")
-            for i, item in enumerate(value, 1):
-                walk(item, indent + 1, f"{i}")
-        else:
-            out.append(label, "bold")
-            out.append(clean_line(str(value), 300) + "\n")
-
-    walk(plan, 0, None)
+            out.append(f"{clean_line(key, 40)}: ", "bold")
+            if all(isinstance(v, str) for v in value):
+                out.append(_nodes(value) + "\n")
+            else:
+                out.append(f"{len(value)} item{'s' if len(value) != 1 else ''}\n")
+        elif value is not None:
+            out.append(f"{clean_line(key, 40)}: ", "bold")
+            out.append(_short(value) + "\n")
     return out
 
 

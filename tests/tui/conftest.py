@@ -62,15 +62,28 @@ def console(config_dir):
 
 
 def svg_text(svg: str) -> str:
-    """The terminal text of an exported SVG, one line per terminal row."""
+    """The terminal text of an exported SVG, one line per terminal row, runs placed by column."""
     import html
     import re
 
-    rows: dict[float, list[tuple[float, str]]] = {}
-    for x, y, body in re.findall(r'<text class="terminal-[^"]*-r\d+" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>',
-                                 svg, flags=re.S):
-        rows.setdefault(float(y), []).append((float(x), html.unescape(body).replace("\xa0", " ")))
-    return "\n".join("".join(t for _, t in sorted(runs)) for _, runs in sorted(rows.items()))
+    runs = re.findall(r'<text class="terminal-(?:[^"]*-)?r\d+" x="([\d.]+)" y="([\d.]+)" textLength="([\d.]+)"[^>]*>'
+                      r'(.*?)</text>', svg, flags=re.S)
+    width = None
+    rows: dict[float, dict[int, str]] = {}
+    for x, y, length, body in runs:
+        text = html.unescape(body).replace("\xa0", " ")
+        if not text.strip("\n"):
+            continue
+        if width is None:
+            width = float(length) / len(text)
+        column = round(float(x) / width)
+        row = rows.setdefault(float(y), {})
+        for i, ch in enumerate(text):
+            row[column + i] = ch
+    lines = []
+    for _, row in sorted(rows.items()):
+        lines.append("".join(row.get(i, " ") for i in range(max(row) + 1)).rstrip() if row else "")
+    return "\n".join(lines)
 
 
 def screen_text(app) -> str:

@@ -37,7 +37,7 @@ def _clock(when: float | None) -> str:
 def history_strip(rows: list[dict], now: float, ctx: Context, cells: int = STRIP_CELLS) -> Text:
     """Health over time as one symbol per time slice (worst state seen in the slice)."""
     changes = [(r["time"], r["changes"]["health"]) for r in rows if "health" in r.get("changes", {})]
-    out = Text(end="")
+    out = Text()
     if not changes:
         out.append("no history yet", ctx.style("muted"))
         return out
@@ -75,7 +75,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     now = view.clock()
     health = status.health
 
-    title = Text(end="")
+    title = Text()
     title.append(HEALTH_SYMBOL[health] + " ", ctx.style(HEALTH_VAR[health]))
     title.append(clean_line(name, 128), "bold")
     title.append(f"  {health.value}", ctx.style(HEALTH_VAR[health], bold=True))
@@ -140,7 +140,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
                       _t(f"{verdict.holders}/{verdict.answering}" if verdict else "-"))
     if len(drifted) > 200:
         files.add_row(_t(f"... and {len(drifted) - 200} more"), "", "", "")
-    sums = Text(f"checksums: {checksum_word(name, ctx)}", end="")
+    sums = Text(f"checksums: {checksum_word(name, ctx)}")
     noq = consensus.no_quorum.get(node.track, [])
     if noq:
         sums.append(f"   {len(noq)} file(s) of track {clean_line(node.track, 32)} without quorum", ctx.style("node-degraded"))
@@ -159,7 +159,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
         log.add_row(_t("no events"), "", "")
 
     def heading(label: str) -> Text:
-        return Text(f"\n{label}", style="bold underline", end="")
+        return Text(f"\n{label}", style="bold underline")
 
     parts = [title, heading("probe"), probe, heading("processes"), procs, heading("checksums"), sums]
     if drifted:

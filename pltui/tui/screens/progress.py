@@ -7,7 +7,6 @@ a stage gate (Control has no event for it).
 
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -80,7 +79,7 @@ def exec_groups(groups: list[dict], styles) -> Text:
     muted = styles.get("muted") or ""
     for group in groups:
         count = group.get("count", 0)
-        out.append(f"\n---- {clean_line(str(group.get('nodes', '')), 200)} ({count}) ----\n", "bold")
+        out.append(f"---- {clean_line(str(group.get('nodes', '')), 200)} ({count}) ----\n", "bold")
         if group.get("outcome") == "error":
             out.append(f"  [{clean_line(str(group.get('error_class')), 32)}]\n", styles.get("node-down") or "")
             for node, message in (group.get("errors") or {}).items():
@@ -98,39 +97,37 @@ def exec_groups(groups: list[dict], styles) -> Text:
     return out
 
 
-def report_renderable(run: ActionRun, styles) -> Group | Text:
+def report_renderable(run: ActionRun, styles) -> Text:
+    """The final report as one Text: outcome, counts, then exec groups or nodes grouped by outcome."""
+    out = Text(end="")
     if not run.finished:
-        return Text("")
-    title = Text(end="")
-    title.append("report: ", "bold")
-    title.append(run.status_word)
+        return out
+    out.append("report: ", "bold")
+    out.append(run.status_word + "\n")
     if run.error:
-        title.append(f"\n{run.error}", styles.get("node-down") or "")
+        out.append(f"{run.error}\n", styles.get("node-down") or "")
     report = run.report or {}
     if report.get("stopped_because"):
-        title.append(f"\nstopped because: {clean_line(str(report['stopped_because']), 300)}",
-                     styles.get("node-down") or "")
+        out.append(f"stopped because: {clean_line(str(report['stopped_because']), 300)}\n",
+                   styles.get("node-down") or "")
     summary = dict(report.get("summary") or {})
     groups = summary.pop("groups", None)
     counts = summary.pop("counts", None)
     if counts:
-        title.append("\n" + clean_line(", ".join(f"{k} {v}" for k, v in counts.items()), 300))
+        out.append(clean_line(", ".join(f"{k} {v}" for k, v in counts.items()), 300) + "\n")
     simple = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, bool)) or v is None}
     if simple:
-        title.append("\n" + clean_line(", ".join(f"{k}: {v}" for k, v in simple.items()), 500),
-                     styles.get("muted") or "")
-    parts: list = [title]
+        out.append(clean_line(", ".join(f"{k}: {v}" for k, v in simple.items()), 500) + "\n",
+                   styles.get("muted") or "")
     if isinstance(groups, list) and groups and isinstance(groups[0], dict):
-        parts.append(exec_groups(groups, styles))
+        out.append_text(exec_groups(groups, styles))
     elif report.get("nodes"):
-        out = Text(end="")
         for nodes, state, message in group_results(report)[:50]:
-            out.append(f"\n{clean_line(state, 32)} ({len(nodes)}): ", styles.get(STATE_VAR.get(state, "")) or "bold")
-            out.append(clean_line(fold(nodes), 200))
+            out.append(f"{clean_line(state, 32)} ({len(nodes)}): ", styles.get(STATE_VAR.get(state, "")) or "bold")
+            out.append(clean_line(fold(nodes), 200) + "\n")
             if message:
-                out.append(f"\n    {clean_line(message, 300)}")
-        parts.append(out)
-    return Group(*parts)
+                out.append(f"    {clean_line(message, 300)}\n")
+    return out
 
 
 class ProgressScreen(Screen):
@@ -212,7 +209,10 @@ class ProgressScreen(Screen):
             self._rows[node] = sig
         self.query_one("#progress-head", Static).update(head_text(self.job, styles))
         self._gate_shown = self.job.control.waiting_at_gate
-        self.query_one("#progress-gate", Static).update(gate_text(self.job))
+        gate = self.query_one("#progress-gate", Static)
+        gate.update(gate_text(self.job))
+        gate.display = self._gate_shown and not self.job.finished
+        self.set_class(self.job.finished, "-finished")
         self.query_one("#progress-report-body", Static).update(report_renderable(self.job, styles))
         self.refresh_bindings()
 

@@ -1,0 +1,144 @@
+"""Snapshots pinning the main screen (80x24, 160x50, high-contrast), the detail screen and the
+rollout progress screen (at the stage gate, and its final report).
+
+The engine is real but not sweeping: statuses are fed through its emit path (fleetdata.feed),
+the console's clock is frozen, the store holds rows at fixed times. Update with
+`pytest tests/tui/test_snapshots.py --snapshot-update`, then look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import wait_for
+from fleetdata import FROZEN_NOW, feed, make_engine
+from scripted_action import ScriptedRollout
+from test_screens import seed_history
+
+from pltui.tui import operations
+from pltui.tui.app import ConsoleApp
+
+
+@pytest.fixture
+def sync_engine(fleet_file, tmp_path):
+    engine = make_engine(fleet_file, tmp_path / "state")
+    yield engine
+    asyncio.run(engine.close())
+
+
+@pytest.fixture
+def app_for(sync_engine, config_dir):
+    def make(**kwargs) -> ConsoleApp:
+        return ConsoleApp(sync_engine, start_engine=False, clock=lambda: FROZEN_NOW, config_dir=config_dir, **kwargs)
+    return make
+
+
+def _swept(app) -> bool:
+    table = app.main.table
+    return table.row_count > 0 and table.get_cell("node01", "ssh").plain != "?"
+
+
+async def _fed(pilot):
+    await wait_for(pilot, lambda: pilot.app.main is not None and pilot.app.main.table.row_count > 0)
+    feed(pilot.app.view.engine)
+    await wait_for(pilot, lambda: _swept(pilot.app))
+    await pilot.pause(0.3)
+
+
+async def _quiet(pilot):
+    """No toasts in snapshots: their lifetime depends on the machine's speed."""
+    pilot.app.clear_notifications()
+    await pilot.pause(0.2)
+
+
+def test_main_80x24(snap_compare, app_for):
+    async def before(pilot):
+        await _fed(pilot)
+        await pilot.press("down", "down", "space")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def test_main_160x50(snap_compare, app_for):
+    async def before(pilot):
+        await _fed(pilot)
+        pilot.app.main.set_marks(["node01", "node02", "node03"])
+        pilot.app.run_command("sort checksums")
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(160, 50), run_before=before)
+
+
+def test_main_high_contrast_80x24(snap_compare, app_for):
+    assert snap_compare(app_for(theme="high-contrast"), terminal_size=(80, 24), run_before=_fed)
+
+
+def test_detail(snap_compare, app_for, sync_engine):
+    seed_history(sync_engine, "node09")
+
+    async def before(pilot):
+        await _fed(pilot)
+        pilot.app.main.table.go_to("node09")
+        await pilot.press("enter")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(100, 44), run_before=before)
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    async def build(spec, ctx, names, option):
+        action = ScriptedRollout(ctx.fleet, ctx.engine.transport, ctx.engine.store, names, emit=ctx.emit,
+                                 control=ctx.control, action_id="rollout-20270115-080000-abc123")
+        return action, action.plan()
+
+    monkeypatch.setattr(operations, "build", build)
+    monkeypatch.setattr(operations, "resolve", lambda spec: None)
+
+
+async def _start_rollout(pilot, answer_gate: str | None = None):
+    app = pilot.app
+    await _fed(pilot)
+    app.main.set_marks([f"node{i:02d}" for i in range(1, 10)])
+    await pilot.press("r")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
+    app.screen.query_one("Input").value = "/srv/bundles/cdn-2.5.0.tar.gz"
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+    return app
+
+
+def test_rollout_confirm(snap_compare, app_for, scripted):
+    async def before(pilot):
+        await _start_rollout(pilot)
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
+
+
+def test_rollout_progress_at_gate(snap_compare, app_for, scripted):
+    async def before(pilot):
+        app = await _start_rollout(pilot)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: bool(app.runs) and app.runs[0].control.waiting_at_gate)
+        await pilot.pause(0.6)
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
+
+
+def test_rollout_report(snap_compare, app_for, scripted):
+    async def before(pilot):
+        app = await _start_rollout(pilot)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: bool(app.runs) and app.runs[0].control.waiting_at_gate)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.runs[0].finished)
+        await pilot.pause(0.6)
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
