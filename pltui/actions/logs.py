@@ -37,15 +37,20 @@ Per node, in order:
    decoder first, so the whole file is always verified. A mismatch (the file was rewritten or
    truncated during the transfer) discards the partial and fails that file; a re-run retries.
 
-4. **Store**: the verified partial is fsynced, hard-linked to its final name (``link`` fails
-   rather than replace an existing file, so nothing is ever clobbered), the directory fsynced,
-   then a record is appended (and fsynced) to ``DEST/<node>/.pltui-manifest.jsonl``: path
-   (percent-encoded as in the probe), node sha256, size, mtime, codec, stored name, stored size
-   and stored sha256. The final name is ``PATH.zst`` / ``PATH.gz`` / ``PATH``; when that name
-   exists and is not this very file, ``PATH.~1~.zst``, ``PATH.~2~.zst``... (GNU numbered-backup
-   style). A re-run skips a file whose (path, sha256) the manifest lists with its stored file
-   present. A crash between link and manifest is repaired on the next run (the idx names the
-   final file; same inode => adopted).
+4. **Store**: the verified partial is hard-linked to its final name (``link`` fails rather than
+   replace an existing file, so nothing is ever clobbered), then a record is appended to
+   ``DEST/<node>/.pltui-manifest.jsonl``: path (percent-encoded as in the probe), node sha256,
+   size, mtime, codec, stored name, stored size and stored sha256. The final name is
+   ``PATH.zst`` / ``PATH.gz`` / ``PATH``; when that name exists and is not this very file,
+   ``PATH.~1~.zst``, ``PATH.~2~.zst``... (GNU numbered-backup style). A re-run skips a file
+   whose (path, sha256) the manifest lists with its stored file present (same size; with
+   ``--prune`` also the same stored sha256, else it is collected again under a new name). A
+   crash between link and record is repaired on the next run (the idx names the final file;
+   same inode => adopted). Durability: with ``--prune`` every copy, its directories and its
+   record are fsynced before anything is deleted (copies made by earlier runs are re-hashed
+   and fsynced first); without it nothing is fsynced as it goes (a killed process loses no page
+   cache, the node keeps the original, and a copy damaged by a power cut fails the stored
+   sha256 check before any later prune). That keeps a plain collection as fast as scp's.
 
 5. **Prune** (``prune=True``), one exec per node, only for files that are in the manifest
    (this run or an earlier one) with a stored copy whose sha256 is re-checked now, and that did
@@ -546,7 +551,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def ensure_dirs(base: Path, parts: list[str]) -> Path:
+def ensure_dirs(base: Path, parts: list[str], *, durable: bool = True) -> Path:
     """Create base/parts... as plain directories (fsyncing each new one's parent); refuse symlinks."""
     d = base
     for part in parts:
@@ -555,7 +560,8 @@ def ensure_dirs(base: Path, parts: list[str]) -> Path:
             st = os.lstat(d)
         except FileNotFoundError:
             os.mkdir(d, 0o755)
-            fsync_dir(parent)
+            if durable:
+                fsync_dir(parent)
             continue
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
             raise LocalError(f"{d} exists and is not a plain directory")
@@ -619,19 +625,30 @@ class Manifest:
                 return rec
         return None
 
-    def append(self, rec: dict) -> None:
+    def append(self, rec: dict, *, durable: bool = True) -> None:
         line = (json.dumps(rec, sort_keys=True) + "\n").encode()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 write_all(fd, line)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise local_error(exc, self.path) from None
         if rec.get("kind") == "collected":
             self._index(dict(rec))
+
+    def sync(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -726,6 +743,10 @@ class CollectLogs(Action):
         self.dest = Path(dest).expanduser()
         self.prune = prune
         self.mutating = prune  # node locks only when we delete on nodes
+        # fsync copies, directories and manifest records as they are made only when pruning:
+        # without --prune the node keeps the original (a process kill loses no page cache, and
+        # a copy damaged by a power cut is caught by the stored sha256 before any later prune)
+        self.durable = prune
         self.parallel = max(1, parallel)
         self.compress = compress
         self.segment = segment
@@ -1052,7 +1073,7 @@ class CollectLogs(Action):
             "stored_size": os.path.getsize(part), "stored_sha256": identity.get("stored_sha256") or file_sha256(part),
             "time": round(time.time(), 3),
         }
-        run.manifest.append(rec)
+        run.manifest.append(rec, durable=self.durable)
         return rec
 
     # -- transfer ---------------------------------------------------------------------------
@@ -1141,7 +1162,8 @@ class CollectLogs(Action):
                 raw_done = offset + length
                 await asyncio.to_thread(self._append_idx, idx, f"{raw_done} {comp_done}\n")
                 self._emit(run, "collecting", rf.shown, extra=raw_done)
-            await asyncio.to_thread(os.fsync, fd)
+            if self.durable:
+                await asyncio.to_thread(os.fsync, fd)
             count, digest = await asyncio.to_thread(verifier.finish)
         except OSError as exc:
             error = local_error(exc, part)
@@ -1214,7 +1236,7 @@ class CollectLogs(Action):
         parent_parts = rel.split("/")[:-1]
         ext = CODEC_EXT[codec]
         try:
-            ensure_dirs(run.dir, parent_parts)
+            ensure_dirs(run.dir, parent_parts, durable=self.durable)
             for n in range(0, 10000):
                 name = f"{rel}{ext}" if n == 0 else f"{rel}.~{n}~{ext}"
                 target = run.dir / name
@@ -1232,10 +1254,12 @@ class CollectLogs(Action):
                         continue
                     rec = self._record(run, identity, name, part)
                     os.rename(part, target)
-                    fsync_dir(target.parent)
+                    if self.durable:
+                        fsync_dir(target.parent)
                     self._drop_partial(part, idx)
                     return name, rec
-                fsync_dir(target.parent)
+                if self.durable:
+                    fsync_dir(target.parent)
                 rec = self._record(run, identity, name, part)
                 self._drop_partial(part, idx)
                 return name, rec
@@ -1247,8 +1271,22 @@ class CollectLogs(Action):
 
     @staticmethod
     def _copy_intact(run: _NodeRun, rec: dict) -> bool:
+        """The stored copy still has the sha256 recorded when it was verified; made durable
+        (file and directory fsynced) since it is about to be the only copy."""
+        stored = run.dir / rec["_stored"]
         try:
-            return file_sha256(run.dir / rec["_stored"]) == rec.get("stored_sha256")
+            if file_sha256(stored) != rec.get("stored_sha256"):
+                return False
+            fd = os.open(stored, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for directory in stored.parents:  # up to DEST/<node>: directories made by earlier runs
+                fsync_dir(directory)
+                if directory == run.dir:
+                    break
+            return True
         except OSError:
             return False
 
@@ -1271,6 +1309,10 @@ class CollectLogs(Action):
             candidates.append(rf)
         if not candidates:
             return
+        try:
+            await asyncio.to_thread(run.manifest.sync)
+        except OSError as exc:
+            raise local_error(exc, run.manifest.path) from None
         words: list[bytes] = []
         for rf in candidates:
             words += [str(rf.size).encode(), str(rf.mtime).encode(), rf.sha256.encode(), rf.path]

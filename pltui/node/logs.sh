@@ -56,16 +56,24 @@ if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/de
 fi
 export SUMTOOL BIGSUM
 
-# sum256 FILE BYTES: sha256 (hex) of the first BYTES bytes of FILE ("" when it cannot be read)
+# sum256 FILE BYTES: sha256 (hex) of the first BYTES bytes of FILE ("" when it cannot be read);
+# sumall FILE BYTES: the same for a file of BYTES bytes that is not growing (no extra pipe)
 SUM256='
-sum256() {
+sumtool() {
     t=$SUMTOOL
-    [ "$2" -ge 4194304 ] && t=$BIGSUM
+    [ "$1" -ge 4194304 ] && t=$BIGSUM
     case $t in
-        openssl) s=$(head -c "$2" <"$1" 2>/dev/null | openssl dgst -sha256 -r 2>/dev/null) ;;
-        shasum) s=$(head -c "$2" <"$1" 2>/dev/null | shasum -a 256 2>/dev/null) ;;
-        *) s=$(head -c "$2" <"$1" 2>/dev/null | sha256sum 2>/dev/null) ;;
+        openssl) openssl dgst -sha256 -r 2>/dev/null ;;
+        shasum) shasum -a 256 2>/dev/null ;;
+        *) sha256sum 2>/dev/null ;;
     esac
+}
+sum256() {
+    s=$(head -c "$2" <"$1" 2>/dev/null | sumtool "$2")
+    printf "%s" "${s%% *}"
+}
+sumall() {
+    s=$(sumtool "$2" <"$1" 2>/dev/null)
     printf "%s" "${s%% *}"
 }'
 eval "$SUM256"
@@ -91,9 +99,10 @@ if [ "$MODE" = prune ]; then
         case $OPEN in
             *" ${st##* } "*) echo "open $i"; continue ;;
         esac
-        if [ "$(sum256 "$p" "$size")" != "$want" ]; then echo "mismatch $i"; continue; fi
+        now=$(sumall "$p" "$size")
         st2=$(stat -c '%s %Y %d:%i' -- "$p" 2>/dev/null)
         if [ "$st2" != "$st" ]; then echo "changed $i"; continue; fi
+        if [ "$now" != "$want" ]; then echo "mismatch $i"; continue; fi
         if rm -f -- "$p" 2>/dev/null && [ ! -e "$p" ]; then echo "pruned $i"; else echo "failed $i"; fi
     done
     echo end
@@ -122,10 +131,13 @@ for f do
     st=$(stat -c "%s %Y" -- "$p" 2>/dev/null) || { printf "skip vanished %s\0" "$f"; continue; }
     size=${st% *} mtime=${st#* }
     printf "stat %s %s %s\0" "$size" "$mtime" "$f"
-    sum=$(sum256 "$p" "$size")
+    sum=$(sumall "$p" "$size")
     st2=$(stat -c "%s %Y" -- "$p" 2>/dev/null)
     moved=0
-    [ "$st2" = "$st" ] || moved=1
+    if [ "$st2" != "$st" ]; then
+        moved=1
+        sum=$(sum256 "$p" "$size")
+    fi
     printf "file %s %s %s %s %s\0" "$size" "$mtime" "$sum" "$moved" "$f"
 done'
 export EMIT
