@@ -416,18 +416,32 @@ async def test_operator_rollback_returns_touched_nodes(make_sim_fleet, tmp_path)
     assert saved["status"] == "rolled-back"
 
 
+KILLABLE = [dict(p, stop="kill $(cat .pltui/run/%s.pid); sleep 0.5" % p["name"]) for p in PROCS]
+
+
 async def test_rollout_killed_mid_batch_is_resumed(make_sim_fleet, tmp_path):
-    procs = [dict(p, stop="kill $(cat .pltui/run/%s.pid); sleep 0.5" % p["name"]) for p in PROCS]
-    sim = await make_sim_fleet(6, fleet={"service": {"process": procs}, "groups": GROUPS,
+    sim = await make_sim_fleet(6, fleet={"service": {"process": KILLABLE}, "groups": GROUPS,
                                          "rollout": {"health_timeout": "10s"}})
+    await kill_and_resume(sim.fleet_path, sim.nodes, tmp_path)
+
+
+async def test_rollout_killed_mid_batch_is_resumed_on_real_sshd(make_sshd_fleet, tmp_path):
+    sshd = await asyncio.to_thread(make_sshd_fleet, 4, fleet={"service": {"process": KILLABLE},
+                                                               "rollout": {"health_timeout": "15s"}})
+    await kill_and_resume(sshd.fleet_path, sshd.nodes, tmp_path)
+
+
+async def kill_and_resume(fleet_path: Path, nodes: dict, tmp_path: Path) -> None:
+    """Install 1.0; start 2.0 in a CLI process, SIGKILL it once a node is stopped/swapped; then
+    --status shows where every node stands and --resume completes the rollout."""
     state = tmp_path / "state"
-    code, out, err = await acli("rollout", str(sim.fleet_path), str(make_bundle(tmp_path, "1.0")), "--yes",
+    code, out, err = await acli("rollout", str(fleet_path), str(make_bundle(tmp_path, "1.0")), "--yes",
                                 state=state)
     assert code == 0, out + err
-    fleet = fleetfile.load(sim.fleet_path)
+    fleet = fleetfile.load(fleet_path)
     db = fleet_dir(state, fleet.name, fleet.path) / "pltui.db"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pltui", "rollout", str(sim.fleet_path), str(make_bundle(tmp_path, "2.0")), "--yes",
+        sys.executable, "-m", "pltui", "rollout", str(fleet_path), str(make_bundle(tmp_path, "2.0")), "--yes",
         "--parallel", "2", "--state", str(state), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     store = Store(db)
@@ -453,20 +467,20 @@ async def test_rollout_killed_mid_batch_is_resumed(make_sim_fleet, tmp_path):
     action_id, caught, phases = killed_at
     assert "pending" in phases.values()
 
-    code, out, _ = await acli("rollout", str(sim.fleet_path), "--status", action_id, "--json", state=state)
+    code, out, _ = await acli("rollout", str(fleet_path), "--status", action_id, "--json", state=state)
     status = json.loads(out)
     assert code == 1 and status["status"] == "interrupted" and status["running"] is None
     assert any(status["nodes"][n]["phase"] in ("stopped", "swapping", "swapped", "starting", "verifying")
                for n in caught)
-    code, out, _ = await acli("rollout", str(sim.fleet_path), "--status", state=state)
+    code, out, _ = await acli("rollout", str(fleet_path), "--status", state=state)
     assert f"rollout {action_id}: interrupted" in out and "pending" in out
 
-    code, out, err = await acli("rollout", str(sim.fleet_path), "--resume", action_id, "--yes", state=state)
+    code, out, err = await acli("rollout", str(fleet_path), "--resume", action_id, "--yes", state=state)
     assert code == 0, out + err
-    assert "versions: 2.0 on 6" in out
-    for node in sim.nodes.values():
+    assert f"versions: 2.0 on {len(nodes)}" in out
+    for node in nodes.values():
         assert version_on(node) == "2.0" and pids_alive(node) == {"svc": True, "aux": True}
-    code, out, _ = await acli("rollout", str(sim.fleet_path), "--status", action_id, "--json", state=state)
+    code, out, _ = await acli("rollout", str(fleet_path), "--status", action_id, "--json", state=state)
     status = json.loads(out)
     assert code == 0 and status["status"] == "done" and set(status["phases"]) == {"done"}
     assert len(store.load_action(action_id)["state"]["runs"]) == 2
@@ -616,3 +630,26 @@ async def test_drop_during_upload_is_unreachable_and_untouched(make_sim_fleet, t
         await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "rollback")
         await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "resume")
     assert all(version_on(n) == "1.0" for n in sim.nodes.values())
+
+
+async def test_node_dropping_out_on_real_sshd_is_unreachable(make_sshd_fleet, tmp_path):
+    sshd = await asyncio.to_thread(make_sshd_fleet, 4, solo=["sshd003"],
+                                   fleet={"service": SERVICE, "rollout": {"health_timeout": "15s"}})
+    _, first = await run_rollout(sshd.fleet_path, make_bundle(tmp_path, "1.0"), tmp_path)
+    assert first.ok, first.to_json()
+    tasks = []
+
+    def emit(event):
+        if isinstance(event, ActionProgress) and event.node == "sshd003" and event.state == "stopped" and not tasks:
+            tasks.append(asyncio.ensure_future(asyncio.to_thread(sshd.down, "sshd003")))
+
+    action, report = await run_rollout(sshd.fleet_path, make_bundle(tmp_path, "2.0"), tmp_path, emit=emit)
+    await asyncio.gather(*tasks)
+    assert report.results["sshd003"].state == "unreachable", report.to_json()
+    assert "unreachable, more than max_fail 0" in report.stopped_because
+    assert report.summary["counts"].get("failed", 0) == 0 and report.summary["counts"].get("rolled-back", 0) == 0
+    await asyncio.to_thread(sshd.up, "sshd003")
+    _, resumed = await resume_or_rollback(sshd.fleet_path, tmp_path, action.action_id, "resume")
+    assert resumed.ok, resumed.to_json()
+    assert all(version_on(n) == "2.0" for n in sshd.nodes.values())
+    assert all(pids_alive(n) == {"svc": True, "aux": True} for n in sshd.nodes.values())

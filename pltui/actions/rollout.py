@@ -781,7 +781,10 @@ class Rollout(Action):
     async def execute(self) -> ActionReport:
         self.state["runs"].append({"mode": self.mode, "pid": os.getpid(), "host": socket.gethostname(),
                                    "started": time.time()})
-        self.save_now("rolling-back" if self.mode == "rollback" else "running")
+        try:
+            self.save_now("rolling-back" if self.mode == "rollback" else "running")
+        except StoreError as exc:
+            raise ActionError(f"cannot record the rollout, so it does not start: {exc}") from None
         try:
             if self.mode == "rollback":
                 await self._execute_rollback()
@@ -800,6 +803,14 @@ class Rollout(Action):
         self._final_save(status)
         return self.build_report()
 
+    def _save_status(self, status: str) -> bool:
+        try:
+            self.save_now(status)
+            return True
+        except StoreError as exc:
+            self.halt(f"rollout state not saved ({exc}); stopped to stay resumable")
+            return False
+
     def _final_save(self, status: str) -> None:
         self.state["runs"][-1]["ended"] = time.time()
         try:
@@ -814,7 +825,8 @@ class Rollout(Action):
                 return
             if self._todo(stage.nodes) and stage.pause and stage.name not in passed:
                 done = sum(1 for n in self.nodes if self.recs[n]["phase"] == "done")
-                self.save_now("paused")
+                if not self._save_status("paused"):
+                    return
                 self.progress(None, "paused", f"before stage {stage.name} ({len(stage.nodes)} nodes); "
                                               f"{done} nodes done so far")
                 if not await self.control.gate(stage.name):
@@ -822,7 +834,8 @@ class Rollout(Action):
                               f"(go on with --resume {self.action_id})", "paused")
                     return
                 passed.append(stage.name)
-                self.save_now("running")
+                if not self._save_status("running"):
+                    return
             for bi in range(len(stage.batches)):
                 if self.halt_reason:
                     return

@@ -31,6 +31,7 @@ from pltui.durations import format_duration, parse_duration
 from pltui.format import human_bytes
 from pltui.model import ActionProgress, Event
 from pltui.nodesets import fold
+from pltui.sanitize import clean_line
 
 EXIT_INTERRUPTED = 130
 FINAL = ("done", "failed", "rolled-back", "unreachable")
@@ -144,7 +145,7 @@ def _printer(args, control: Control, loop: asyncio.AbstractEventLoop):
 
         def reader() -> None:
             try:
-                sys.stdout.write(f"continue with stage {stage}? [y/N] ")
+                sys.stdout.write(clean_line(f"continue with stage {stage}? [y/N]", 200) + " ")
                 sys.stdout.flush()
                 answer = sys.stdin.readline()
             except (OSError, ValueError):
