@@ -32,7 +32,8 @@ One node (`Rollout._deploy`), each step saved to the store before it starts and 
     reload command; a process without one is restarted), then verify.
 
 A node failing verification (or a step after it was touched) is rolled back: stopped, its
-previous release swapped back (``release.sh rollback``), restarted if it ran before, and counts as
+previous release swapped back (``release.sh rollback``), restarted if any of its processes ran
+before (then verified on the previous version), and counts as
 *failed* (state ``rolled-back``). A failure before anything was touched (upload, sha256, extract)
 is ``failed`` with the node as it was. An SSH failure (NodeError) at any step makes the node
 *unreachable*, remembering the phase it was left in (``at``).
@@ -655,7 +656,7 @@ class Rollout(Action):
         if "before" not in rec:  # first contact: what runs now (for a rollback), and what the node has
             info, before = await both(self.node_release_status(node), self.probe(node))
             rec["before"] = {"version": before.version,
-                             "running": bool(before.processes) and all(p.alive for p in before.processes)}
+                             "running": any(p.alive for p in before.processes)}
         else:
             info = await self.node_release_status(node)
         node_state = info.get("state", "none")
