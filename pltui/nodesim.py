@@ -545,13 +545,83 @@ async def _pump_to_pipe(reader: asyncssh.SSHReader, pipe: asyncio.StreamWriter) 
 # The fleet
 
 
-class SimFleet:
+class FleetFiles:
+    """What both test fleets (SimFleet, SshdFleet) offer clients: names, known_hosts, connect
+    options and a fleet file. Subclasses set nodes, user, client_key(_path), known_hosts_path,
+    DEFAULT_NAME, and say which key each node's known_hosts line holds (`trusted_key`)."""
+
+    DEFAULT_NAME = "fleet"
+    nodes: dict
+    fleet_path: Path | None
+    _known_hosts: asyncssh.SSHKnownHosts | None
+
+    @staticmethod
+    def trusted_key(node: Any) -> asyncssh.SSHKey:
+        return node.host_key
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.nodes)
+
+    def write_known_hosts(self, path: str | os.PathLike | None = None) -> Path:
+        """(Re)write known_hosts with each node's trusted key (all nodes, any mode)."""
+        path = Path(path) if path else self.known_hosts_path
+        path.write_text("".join(known_hosts_entry(n.host, n.port, self.trusted_key(n)) for n in self.nodes.values()))
+        if path == self.known_hosts_path:
+            self._known_hosts = None
+        return path
+
+    @property
+    def known_hosts(self) -> asyncssh.SSHKnownHosts:
+        """The generated known_hosts, parsed once (pass this, not the path, to asyncssh)."""
+        if self._known_hosts is None:
+            self._known_hosts = asyncssh.read_known_hosts(str(self.known_hosts_path))
+        return self._known_hosts
+
+    def connect_options(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
+        node = self.nodes[name]
+        opts: dict[str, Any] = dict(
+            host=node.host, port=node.port, username=self.user, client_keys=[self.client_key],
+            known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
+            agent_forwarding=False, connect_timeout=5,
+        )
+        opts.update(overrides)
+        return opts
+
+    def write_fleet(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        service: Mapping[str, Any] | None = None,
+        groups: Mapping[str, str] | None = None,
+        tracks: Mapping[str, Any] | None = None,
+        ssh_overrides: Mapping[str, Any] | None = None,
+        rollout: Mapping[str, Any] | None = None,
+        sweep: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write a fleet file (tomli-w) for all nodes: strict host keys with the generated
+        known_hosts, the client key, and per-node host/port/root overrides. The other tables are
+        written as given. Sets and returns `fleet_path`."""
+        doc = fleet_document(
+            self.nodes.values(), name=name or self.DEFAULT_NAME, user=self.user,
+            identity_file=self.client_key_path, known_hosts=self.known_hosts_path, service=service,
+            groups=groups, tracks=tracks, ssh_overrides=ssh_overrides, rollout=rollout, sweep=sweep,
+        )
+        self.fleet_path = write_toml(path, doc)
+        return self.fleet_path
+
+
+class SimFleet(FleetFiles):
     """N simulated nodes in this process. Build with ``await SimFleet.start(n, base_dir)``.
 
     Attributes: base_dir, nodes (name -> SimNode, in order), names, user, token,
     client_key (asyncssh key), client_key_path, known_hosts_path, fleet_path (set by
     write_fleet).
     """
+
+    DEFAULT_NAME = "simfleet"
 
     def __init__(self, base_dir: Path, user: str):
         self.base_dir = base_dir
@@ -636,59 +706,6 @@ class SimFleet:
             yield fleet
         finally:
             await fleet.stop()
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.nodes)
-
-    def write_known_hosts(self, path: str | os.PathLike | None = None) -> Path:
-        """(Re)write known_hosts from the nodes' *current* host keys (all nodes, any mode)."""
-        path = Path(path) if path else self.known_hosts_path
-        path.write_text("".join(known_hosts_entry(n.host, n.port, n.host_key) for n in self.nodes.values()))
-        if path == self.known_hosts_path:
-            self._known_hosts = None
-        return path
-
-    @property
-    def known_hosts(self) -> asyncssh.SSHKnownHosts:
-        """The generated known_hosts, parsed once (pass this, not the path, to asyncssh)."""
-        if self._known_hosts is None:
-            self._known_hosts = asyncssh.read_known_hosts(str(self.known_hosts_path))
-        return self._known_hosts
-
-    def connect_options(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
-        node = self.nodes[name]
-        opts: dict[str, Any] = dict(
-            host=node.host, port=node.port, username=self.user, client_keys=[self.client_key],
-            known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
-            agent_forwarding=False, connect_timeout=5,
-        )
-        opts.update(overrides)
-        return opts
-
-    def write_fleet(
-        self,
-        path: str | os.PathLike,
-        *,
-        name: str = "simfleet",
-        service: Mapping[str, Any] | None = None,
-        groups: Mapping[str, str] | None = None,
-        tracks: Mapping[str, Any] | None = None,
-        ssh_overrides: Mapping[str, Any] | None = None,
-        rollout: Mapping[str, Any] | None = None,
-        sweep: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Write a fleet file (tomli-w) for all nodes: strict host keys with the generated
-        known_hosts, the client key, and per-node host/port/root overrides. The other tables are
-        written as given. Sets and returns `fleet_path`."""
-        doc = fleet_document(
-            self.nodes.values(), name=name, user=self.user, identity_file=self.client_key_path,
-            known_hosts=self.known_hosts_path, service=service, groups=groups, tracks=tracks,
-            ssh_overrides=ssh_overrides, rollout=rollout, sweep=sweep,
-        )
-        self.fleet_path = write_toml(path, doc)
-        return self.fleet_path
 
     async def set_modes(self, mode: str, names: Iterable[str] | None = None, **kwargs: Any) -> None:
         """set_mode on several nodes (all by default)."""

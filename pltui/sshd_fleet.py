@@ -51,22 +51,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import asyncssh
 
 from pltui.nodesim import (
+    FleetFiles,
     MARKER_ENV,
-    fleet_document,
     kill_marked,
     kill_pids,
-    known_hosts_entry,
     node_names,
-    pid_alive,
     public_line,
     raise_nofile,
     write_private_key,
-    write_toml,
 )
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/bin/sshd")
@@ -256,13 +253,15 @@ class _Instance:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class SshdFleet:
+class SshdFleet(FleetFiles):
     """A running fleet of sshd processes. Build with ``SshdFleet.start(n, base_dir)``.
 
     Attributes: base_dir, share_dir (roots + authorized_keys), nodes (name -> SshdNode), names,
     user (login user name), sshd (path), version, token, client_key, client_key_path,
     known_hosts_path, fleet_path (set by write_fleet).
     """
+
+    DEFAULT_NAME = "sshdfleet"
 
     def __init__(self, base_dir: Path, sshd: str, pw: pwd.struct_passwd):
         self.base_dir = base_dir
@@ -616,53 +615,6 @@ class SshdFleet:
 
     # -- files and clients ------------------------------------------------------------------
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.nodes)
-
-    def write_known_hosts(self, path: str | os.PathLike | None = None) -> Path:
-        """Write known_hosts with each node's *trusted* key."""
-        path = Path(path) if path else self.known_hosts_path
-        path.write_text("".join(known_hosts_entry(n.host, n.port, n.trusted_key) for n in self.nodes.values()))
-        if path == self.known_hosts_path:
-            self._known_hosts = None
-        return path
-
-    @property
-    def known_hosts(self) -> asyncssh.SSHKnownHosts:
-        """The generated known_hosts, parsed once (pass this, not the path, to asyncssh)."""
-        if self._known_hosts is None:
-            self._known_hosts = asyncssh.read_known_hosts(str(self.known_hosts_path))
-        return self._known_hosts
-
-    def connect_options(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
-        node = self.nodes[name]
-        opts: dict[str, Any] = dict(
-            host=node.host, port=node.port, username=self.user, client_keys=[self.client_key],
-            known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
-            agent_forwarding=False, connect_timeout=5,
-        )
-        opts.update(overrides)
-        return opts
-
-    def write_fleet(
-        self,
-        path: str | os.PathLike,
-        *,
-        name: str = "sshdfleet",
-        service: Mapping[str, Any] | None = None,
-        groups: Mapping[str, str] | None = None,
-        tracks: Mapping[str, Any] | None = None,
-        ssh_overrides: Mapping[str, Any] | None = None,
-        rollout: Mapping[str, Any] | None = None,
-        sweep: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Write a fleet file (tomli-w), like SimFleet.write_fleet. Sets and returns fleet_path."""
-        doc = fleet_document(
-            self.nodes.values(), name=name, user=self.user, identity_file=self.client_key_path,
-            known_hosts=self.known_hosts_path, service=service, groups=groups, tracks=tracks,
-            ssh_overrides=ssh_overrides, rollout=rollout, sweep=sweep,
-        )
-        self.fleet_path = write_toml(path, doc)
-        return self.fleet_path
+    @staticmethod
+    def trusted_key(node: "SshdNode") -> asyncssh.SSHKey:
+        return node.trusted_key  # what known_hosts holds, even while a node presents another key
