@@ -833,6 +833,13 @@ class CollectLogs(Action):
         self.progress(run.node.name, state, detail, bytes_done=run.bytes_done + extra, bytes_total=run.bytes_total)
 
     async def _node(self, name: str) -> None:
+        try:
+            await self._node_inner(name)
+        except (LocalError, VerifyError, ListError, OSError, ValueError) as exc:
+            # never let one node's unexpected trouble end the others' collection
+            self.result(name, "failed", f"{type(exc).__name__}: {clean_line(str(exc), 200)}")
+
+    async def _node_inner(self, name: str) -> None:
         node = self.fleet.nodes[name]
         node_dir = self.dest / name
         if not NAME_RE.match(name):
@@ -1065,6 +1072,10 @@ class CollectLogs(Action):
                     os.unlink(base / name)
                 except OSError:
                     pass
+        try:
+            base.rmdir()  # only when empty
+        except OSError:
+            pass
 
     def _record(self, run: _NodeRun, identity: dict, final: str, part: Path) -> dict:
         rec = {
