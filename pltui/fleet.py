@@ -77,7 +77,7 @@ class ServiceSpec:
 @dataclass(frozen=True)
 class SSHSettings:
     user: str | None = None
-    port: int = 22
+    port: int | None = None  # None: ~/.ssh/config's Port, else 22
     identity_file: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_policy: str = "strict"
@@ -96,7 +96,7 @@ class Node:
 
     name: str
     host: str
-    port: int
+    port: int | None  # None: ~/.ssh/config's Port, else 22
     user: str | None
     root: str
     identity_file: str | None = None
@@ -368,7 +368,7 @@ class _Loader:
         fanout = self.int_value("ssh", t, "fanout", d.fanout, 1, 10000)
         return SSHSettings(
             user=self.text_value("ssh", t, "user", d.user),
-            port=self.int_value("ssh", t, "port", d.port, 1, 65535),
+            port=self.int_value("ssh", t, "port", 22, 1, 65535) if "port" in t else None,
             identity_file=self.path_value("ssh", t, "identity_file", d.identity_file),
             known_hosts=self.path_value("ssh", t, "known_hosts", d.known_hosts) or d.known_hosts,
             host_key_policy=policy,
@@ -607,7 +607,7 @@ class _Loader:
             nodes[name] = Node(
                 name=name,
                 host=self.text_value(where, o, "host", name) or name,
-                port=self.int_value(where, o, "port", ssh.port, 1, 65535),
+                port=self.int_value(where, o, "port", 22, 1, 65535) if "port" in o else ssh.port,
                 user=self.text_value(where, o, "user", ssh.user),
                 root=self.text_value(where, o, "root", service.root) or service.root,
                 identity_file=self.path_value(where, o, "identity_file", ssh.identity_file),

@@ -203,36 +203,37 @@ class Transport:
             return conn
 
     async def _open(self, node: Node, tunnel) -> asyncssh.SSHClientConnection:
-        client = _Client(self.host_keys, node.host, node.port)
+        port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
+        client = _Client(self.host_keys, node.host, port)
         options = self._options(node)
         try:
             async with self.handshakes:
                 conn = await asyncio.wait_for(
-                    asyncssh.connect(node.host, node.port, tunnel=tunnel or (),
+                    asyncssh.connect(node.host, node.port or (), tunnel=tunnel or (),
                                      client_factory=lambda: client, **options),
                     self.connect_timeout + 1.0,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
-            known = self.host_keys.knows(node.host, node.port)
+            known = self.host_keys.knows(node.host, port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
-            raise NodeError(SSHState.HOSTKEY, f"{what} for {node.host}:{node.port} ({exc.reason}); "
+            raise NodeError(SSHState.HOSTKEY, f"{what} for {node.host}:{port} ({exc.reason}); "
                             f"known_hosts: {self.host_keys.path}") from None
         except asyncssh.PermissionDenied as exc:
-            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{node.host}:{node.port}: {exc.reason}") from None
+            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{node.host}:{port}: {exc.reason}") from None
         except ConnectionRefusedError:
-            raise NodeError(SSHState.REFUSED, f"connection refused by {node.host}:{node.port}") from None
+            raise NodeError(SSHState.REFUSED, f"connection refused by {node.host}:{port}") from None
         except (asyncio.TimeoutError, TimeoutError):
-            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {node.host}:{node.port} within {self.connect_timeout:g}s") from None
+            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {node.host}:{port} within {self.connect_timeout:g}s") from None
         except socket.gaierror as exc:
             raise NodeError(SSHState.UNREACHABLE, f"cannot resolve {node.host}: {exc.strerror}") from None
         except asyncssh.DisconnectError as exc:
-            raise NodeError(SSHState.ERROR, f"{node.host}:{node.port} disconnected during handshake: {exc.reason}") from None
+            raise NodeError(SSHState.ERROR, f"{node.host}:{port} disconnected during handshake: {exc.reason}") from None
         except OSError as exc:
-            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{node.port}: {exc.strerror or exc}") from None
+            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{port}: {exc.strerror or exc}") from None
         except (asyncssh.Error, ValueError) as exc:
-            raise NodeError(SSHState.ERROR, f"SSH handshake with {node.host}:{node.port} failed: {exc}") from None
+            raise NodeError(SSHState.ERROR, f"SSH handshake with {node.host}:{port} failed: {exc}") from None
         if client.new_key is not None:
-            await self.host_keys.record(node.host, node.port, client.new_key)
+            await self.host_keys.record(node.host, port, client.new_key)
         return conn
 
     async def connection(self, node: Node) -> asyncssh.SSHClientConnection:
@@ -401,9 +402,11 @@ def bounded(command: str, timeout: float) -> str:
 
 def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
     """argv for an interactive OpenSSH session to `node` with the fleet's settings."""
-    argv = ["ssh", "-p", str(node.port), "-o", f"UserKnownHostsFile={os.path.expanduser(fleet.ssh.known_hosts)}",
+    argv = ["ssh", "-o", f"UserKnownHostsFile={os.path.expanduser(fleet.ssh.known_hosts)}",
             "-o", "StrictHostKeyChecking=" + ("accept-new" if fleet.ssh.host_key_policy == "accept-new" else "yes"),
             "-o", "ForwardAgent=no"]
+    if node.port:
+        argv += ["-p", str(node.port)]
     if node.identity_file:
         argv += ["-i", node.identity_file]
     if node.user:

@@ -151,7 +151,7 @@ def test_minimal_fleet_defaults():
     assert fleet.node_names == ["a", "b"]
     assert fleet.group_members == {"all": ("a", "b")}
     assert all(n.track == DEFAULT_TRACK for n in fleet.nodes.values())
-    assert fleet.ssh.port == 22 and fleet.ssh.host_key_policy == "strict"
+    assert fleet.ssh.port is None and fleet.ssh.host_key_policy == "strict"  # None: ssh_config or 22
     assert fleet.sweep.heal == "off" and fleet.rollout.stages == ()
     assert fleet.path is None
 

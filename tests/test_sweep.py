@@ -254,3 +254,27 @@ async def test_unreadable_known_hosts_is_a_clear_error(fleet5, tmp_path):
         assert "unknown" in engine.statuses["sim001"].error
     finally:
         await engine.close()
+
+
+async def test_ssh_config_supplies_hostname_port_and_user(fleet5, tmp_path):
+    """A node without host/port in the fleet file gets them from its ssh_config Host block."""
+    node = fleet5.nodes["sim001"]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host edge-one\n    HostName 127.0.0.1\n    Port {node.port}\n    User {fleet5.user}\n")
+    doc = (
+        '[fleet]\nname = "cfg"\nnodes = ["edge-one"]\n'
+        f'[ssh]\nconfig = "{config}"\nknown_hosts = "{fleet5.known_hosts_path}"\n'
+        f'identity_file = "{fleet5.client_key_path}"\n'
+        f'[service]\nroot = "{node.root}"\n'
+    )
+    (tmp_path / "cfg.toml").write_text(doc)
+    fleet = fleet_mod.load(tmp_path / "cfg.toml")
+    assert fleet.nodes["edge-one"].port is None and fleet.nodes["edge-one"].user is None
+    engine = Engine(fleet, state_dir=tmp_path / "state")
+    try:
+        await engine.sweep()
+        status = engine.statuses["edge-one"]
+        assert status.ssh == SSHState.OK, status.error
+        assert status.version == "1.0"
+    finally:
+        await engine.close()
