@@ -284,10 +284,11 @@ def _kill_seen(seen: dict[int, int | None]) -> list[int]:
 
 
 def default_dir(state_root: Path) -> Path:
-    """A fresh directory under STATE/demo/ (older unused ones beyond the last few are removed)."""
+    """A fresh directory under STATE/demo/ (older unused ones beyond the last few are removed,
+    with the sweep history pltui kept for them)."""
     parent = state_root / "demo"
     parent.mkdir(parents=True, exist_ok=True)
-    prune_old(parent)
+    prune_old(parent, state_root=state_root)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         path = parent / (stamp if i == 0 else f"{stamp}-{i}")
@@ -299,14 +300,21 @@ def default_dir(state_root: Path) -> Path:
     raise DemoError(f"cannot make a fresh demo directory in {parent}")
 
 
-def prune_old(parent: Path, keep: int = KEEP_OLD) -> None:
-    """Remove old demo directories under `parent` (ours, by marker, and not in use)."""
+def prune_old(parent: Path, keep: int = KEEP_OLD, *, state_root: Path | None = None) -> None:
+    """Remove old demo directories under `parent` (ours, by marker, and not in use), and with
+    `state_root` also the fleet state (history database) pltui kept for each."""
+    from pltui.paths import fleet_dir
+
     dirs = sorted((p for p in parent.iterdir() if (p / MARKER).is_file()), key=lambda p: p.name)
     for path in dirs[:-keep] if keep else dirs:
         fd = _try_lock(path / MARKER)
         if fd is None:
             continue  # a running demo
         try:
+            if state_root is not None:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(fleet_dir(state_root, FLEET_NAME, (path / "fleet.toml").resolve()),
+                                  ignore_errors=True)
             shutil.rmtree(path, ignore_errors=True)
         finally:
             _release(fd)
@@ -536,11 +544,13 @@ async def build_demo(
     chaos_period: float = 3.0,
     on_chaos: Callable[[str], None] | None = None,
     shared_host_key: bool | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Demo:
     """Start an `n`-node demo fleet in `base_dir` (new, empty, or an old demo directory).
 
     trouble=False gives only healthy nodes (benchmarks); chaos=True starts the chaos task
     (one disruption every ~`chaos_period` seconds; `on_chaos` gets a line for each).
+    `progress` gets a line now and then while a big fleet bootstraps.
     Cancellation or failure at any point stops whatever was started.
     """
     if not isinstance(n, int) or n < (MIN_NODES if trouble else 1) or n > MAX_NODES:
@@ -589,10 +599,19 @@ async def build_demo(
             if pid:
                 doomed.append(pid)
 
+        finished: set[str] = set()
+        reported = [time.monotonic()]
+
         def on_progress(event) -> None:
+            state = getattr(event, "state", None)
             # planted as soon as bootstrap is done there, while the other nodes still bootstrap
-            if getattr(event, "state", None) == "done" and roles.get(event.node) == MONITOR_DEAD:
+            if state == "done" and roles.get(event.node) == MONITOR_DEAD:
                 planting.append(asyncio.ensure_future(kill_when_serving(sim.nodes[event.node].root)))
+            if state in ("done", "skipped", "failed", "unreachable") and event.node:
+                finished.add(event.node)
+                if progress is not None and time.monotonic() - reported[0] >= 3:
+                    reported[0] = time.monotonic()
+                    progress(f"node monitors started on {len(finished)}/{len(reachable)} nodes")
 
         # While the monitors detach, this process is their subreaper: they become our children,
         # so a monitor we kill is reaped at once (see Demo._reap), not whenever PID 1 gets to it.

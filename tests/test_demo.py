@@ -230,6 +230,49 @@ def test_sigterm_during_startup_leaves_nothing(tmp_path):
     assert processes_under(base) == []
 
 
+def test_console_on_the_demo_then_quit_leaves_nothing(tmp_path):
+    """`pltui demo` in a terminal: the console opens on the live demo fleet; quitting stops it all."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    base = tmp_path / "demo"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pltui demo in a 140x40 terminal
+        os.environ.update(TERM="xterm-256color", COLUMNS="140", LINES="40")
+        os.execv(sys.executable, PLTUI + ["demo", "--nodes", "10", "--dir", str(base), "--state", str(tmp_path / "s")])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    screen = b""
+
+    def read_for(seconds: float, until: bytes | None = None) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and until in screen):
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    try:
+        read_for(60, until=b"swept")  # the header after the first sweep: "demo swept 1s ago"
+        assert b"swept" in screen, screen[-2000:]
+        started = pidfile_pids(base)
+        assert started
+        os.write(fd, b"q")
+        read_for(30, until=b"pltui demo: stopped")
+    finally:
+        try:
+            _, status = os.waitpid(pid, 0)
+        finally:
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, screen[-2000:]
+    assert b"pltui demo: stopped" in screen
+    assert [p for p in started if pid_alive(p)] == [] and processes_under(base) == []
+
+
 def test_bad_node_counts_are_usage_errors(tmp_path, capsys):
     from pltui.cli import main
 
@@ -242,14 +285,16 @@ def test_bad_node_counts_are_usage_errors(tmp_path, capsys):
 
 
 async def test_chaos_keeps_things_moving_and_stops_cleanly(tmp_path):
-    demo = await build_demo(10, tmp_path / "chaos", chaos=True, chaos_period=0.25, seed=7)
-    lines: list[str] = []
+    from pltui.ssh import Transport
+
+    demo = await build_demo(10, tmp_path / "chaos", chaos=True, chaos_period=0.2, seed=7)
     try:
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         lines = demo.chaos_log.read_text().splitlines()
         assert len(lines) >= 4 and any("killed" in line for line in lines)
         fleet = fleet_mod.load(demo.fleet_path)
-        engine = Engine(fleet, state_dir=tmp_path / "state", heal="monitor")
+        engine = Engine(fleet, state_dir=tmp_path / "state", heal="monitor",
+                        transport=Transport(fleet, connect_timeout=1))
         try:
             summary = await engine.sweep()
             assert summary["nodes"] == 10 and summary["health"]["up"] >= 1
@@ -281,18 +326,26 @@ def test_demo_directories(tmp_path):
     for i in range(6):
         os.close(claim_dir(parent / f"2026010{i}"))
     held = claim_dir(parent / "20250101")  # the oldest, but running: kept
-    prune_old(parent, keep=2)
+    from pltui.paths import fleet_dir
+
+    history = fleet_dir(tmp_path / "state", "demo", (parent / "20260100" / "fleet.toml").resolve())
+    prune_old(parent, keep=2, state_root=tmp_path / "state")
     assert sorted(p.name for p in parent.iterdir()) == ["20250101", "20260104", "20260105"]
+    assert not history.exists()
     os.close(held)
 
 
 def test_service_programs_log_and_rotate(tmp_path):
     pace = demo_mod.Pace(monitor=1, proxy=0.05, cache=0.05, sweep="15s", checksums="2m", log_max=400)
     demo_mod.lay_out_node(tmp_path, HEALTHY, pace)
-    procs = [subprocess.Popen(["bin/proxy", "--config", "etc/proxy.conf"], cwd=tmp_path, start_new_session=True),
-             subprocess.Popen(["bin/cache", "--dir", "var/cache"], cwd=tmp_path, start_new_session=True)]
+    procs = [subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, stderr=subprocess.DEVNULL)
+             for argv in (["bin/proxy", "--config", "etc/proxy.conf"], ["bin/cache", "--dir", "var/cache"])]
+    rotated = [tmp_path / "logs" / "proxy.log.1", tmp_path / "logs" / "cache.log.1"]
     try:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        while not all(p.is_file() for p in rotated) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -63,7 +63,8 @@ def run(args) -> int:
         raise _Stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    runner = demo_mod.DemoThread(args.nodes, base, chaos=args.chaos, on_chaos=err if serve else None)
+    runner = demo_mod.DemoThread(args.nodes, base, chaos=args.chaos, on_chaos=err if serve else None,
+                                 progress=lambda line: err(f"pltui demo: {line} ..."))
     rc = EXIT_OK
     try:
         try:
@@ -130,7 +131,7 @@ def _stop(runner, signalled: list[int]) -> list[int]:
     def on_signal(signum, frame):
         if signum not in signalled:
             signalled.append(signum)
-        err("pltui demo: stopping the demo nodes, a moment ...")
+        _say("pltui demo: stopping the demo nodes, a moment ...")
 
     while True:
         try:
@@ -142,7 +143,15 @@ def _stop(runner, signalled: list[int]) -> list[int]:
     demo = runner.demo
     left = runner.stop()
     if demo is not None:
-        err(f"pltui demo: stopped ({len(demo._seen)} node processes ended; files kept in {demo.base_dir})")
+        _say(f"pltui demo: stopped ({len(demo._seen)} node processes ended; files kept in {demo.base_dir})")
     else:
-        err("pltui demo: stopped")
+        _say("pltui demo: stopped")
     return left
+
+
+def _say(text: str) -> None:
+    """stderr, unless it is gone (a closed terminal must not keep us from cleaning up)."""
+    try:
+        err(text)
+    except (OSError, ValueError):
+        pass
