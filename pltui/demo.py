@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from pltui.nodesets import fold
-from pltui.nodesim import SimFleet, kill_pids, marked_pids, node_names, pid_alive
+from pltui.nodesim import MARKER_ENV, SimFleet, kill_pids, marked_pids, node_names, pid_alive
 
 PREFIX = "demo"
 FLEET_NAME = "demo"
@@ -371,7 +371,7 @@ import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 token = sys.argv[1].encode()
-needle = b"PLTUI_TESTFLEET=" + token
+needle = sys.argv[2].encode() + b"=" + token
 try:
     sys.stdin.buffer.read()   # EOF: the demo process stopped (or died)
 except Exception:
@@ -401,7 +401,7 @@ for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
 
 def start_reaper(token: str) -> subprocess.Popen | None:
     try:
-        return subprocess.Popen([sys.executable, "-I", "-c", _REAPER, token], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-I", "-c", _REAPER, token, MARKER_ENV], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                 close_fds=True)
     except OSError:
@@ -431,7 +431,7 @@ def _program(name: str, version: str) -> bytes:
 
 def release_files(version: str, protocol: str, pace: Pace) -> dict[str, tuple[bytes, int]]:
     """The files of one release of the demo service: relative path -> (content, mode)."""
-    http2 = "on" if version >= "1.5" else "off"
+    http2 = "off" if version == BASE_VERSION else "on"  # what the newer releases bring
     proxy_conf = (f"# demo proxy {version}\nlisten = 8080\nupstream = origin.demo.invalid:80\n"
                   f"http2 = {http2}\nperiod = {pace.proxy}\nlog_max = {pace.log_max}\n")
     cache_conf = f"# demo cache {version}\nsize_mb = 256\nperiod = {pace.cache}\nlog_max = {pace.log_max}\n"

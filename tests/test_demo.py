@@ -273,6 +273,25 @@ def test_console_on_the_demo_then_quit_leaves_nothing(tmp_path):
     assert [p for p in started if pid_alive(p)] == [] and processes_under(base) == []
 
 
+def test_killed_demo_process_leaves_nothing(tmp_path):
+    """Even SIGKILL of `pltui demo` (no cleanup possible) leaves no node process: its reaper acts."""
+    base = tmp_path / "demo"
+    proc = subprocess.Popen(PLTUI + ["demo", "--serve", "--nodes", "10", "--dir", str(base),
+                                     "--state", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        _read_line(proc, 60)
+        started = pidfile_pids(base)
+        assert processes_under(base)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while processes_under(base) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_under(base) == [] and [p for p in started if pid_alive(p)] == []
+
+
 def test_bad_node_counts_are_usage_errors(tmp_path, capsys):
     from pltui.cli import main
 
