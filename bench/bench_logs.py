@@ -134,9 +134,9 @@ def tree_bytes(path: Path) -> int:
 
 
 def run_pltui(fleet: SshdFleet, dest: Path, state: Path, compress: str, expect: int,
-              meter: CpuMeter | None) -> tuple[float, dict]:
+              meter: CpuMeter | None, nice: int) -> tuple[float, dict]:
     argv = [sys.executable, "-m", "pltui", "logs", str(fleet.fleet_path), "--dest", str(dest), "--json",
-            "--state", str(state), "--compress", compress]
+            "--state", str(state), "--compress", compress, "--nice", str(nice)]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, preexec_fn=meter.join if meter else None)
     wall = time.perf_counter() - started
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=300, help="MiB of logs per node (default 300)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compress", nargs="+", default=["auto"], choices=("auto", "zstd", "gzip", "none"))
+    parser.add_argument("--nice", type=int, default=10, help="pltui --nice (default 10, as pltui)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files (in the temp dir)")
     args = parser.parse_args()
     if find_sshd() is None or shutil.which("scp") is None:
@@ -213,7 +214,7 @@ def main() -> None:
                     extra = ""
                 else:
                     compress = label[label.index("(") + 1:-1]
-                    wall, summary = run_pltui(fleet, dest, base / "state", compress, total, meter)
+                    wall, summary = run_pltui(fleet, dest, base / "state", compress, total, meter, args.nice)
                     extra = (f"  (stored {summary['bytes_stored'] / 1e6:.0f} MB, {total / summary['bytes_stored']:.1f}x; "
                              f"in-process {summary['mb_per_s']} MB/s over {summary['elapsed']:.2f}s)")
                 time.sleep(0.3)

@@ -27,8 +27,8 @@ import pytest
 
 from pltui import fleet as fleet_mod
 from pltui.actions.base import ActionError
-from pltui.actions.logs import (CollectLogs, ListError, ListParser, MANIFEST, PARTIAL_DIR, display, normalize, pct,
-                                unpct)
+from pltui.actions.logs import (CollectLogs, FrameScanner, GzipVerifier, ListError, ListParser, MANIFEST, PARTIAL_DIR,
+                                VerifyError, display, normalize, pct, unpct)
 from pltui.nodesim import write_toml
 from pltui.ssh import Transport
 from pltui.store import Store
@@ -232,6 +232,43 @@ def test_names_round_trip_and_display_is_safe():
     assert normalize(b"a/../b")[0] is None and normalize(b"/a")[0] is None
 
 
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="needs zstd")
+def test_frame_scanner_finds_every_frame_end_in_any_chunking():
+    def z(data: bytes, *opts: str) -> bytes:
+        return subprocess.run(["zstd", "-q", "-c", *opts], input=data, capture_output=True, check=True).stdout
+
+    frames = [z(b""), z(b"hello"), z(os.urandom(300_000)), z(b"a" * 3_000_000), z(text_log(1, 2_000_000), "-1"),
+              z(b"xyz", "--no-check"), z(os.urandom(1000), "-19"), z(b"q" * 100_000, "-T0")]
+    stream = b"".join(frames)
+    ends, pos = [], 10
+    for frame in frames:
+        pos += len(frame)
+        ends.append(pos)
+    for chunk in (1, 3, 4096, 1 << 20, len(stream)):
+        scanner = FrameScanner(10)
+        found = []
+        for i in range(0, len(stream), chunk):
+            found += scanner.feed(stream[i:i + chunk])
+        assert found == ends, chunk
+    with pytest.raises(VerifyError):
+        FrameScanner().feed(b"not zstd at all")
+
+
+def test_gzip_verifier_reports_member_ends():
+    members = [gzip.compress(b"one\n" * 1000), gzip.compress(b""), gzip.compress(os.urandom(50_000))]
+    verifier = GzipVerifier()
+    stream = b"".join(members)
+    for i in range(0, len(stream), 999):
+        verifier.feed(stream[i:i + 999])
+    assert verifier.ends == [len(members[0]), len(members[0]) + len(members[1]), len(stream)]
+    count, digest = verifier.finish()
+    assert count == 4000 + 50_000
+    cut = GzipVerifier()
+    cut.feed(stream[:-5])
+    with pytest.raises(VerifyError):
+        cut.finish()
+
+
 # -- collection --------------------------------------------------------------------------------------
 
 
@@ -426,30 +463,32 @@ async def test_prune_of_files_collected_by_an_earlier_run_rechecks_the_copy(sim3
 # -- failures: dropped connections, a killed console, a full disk --------------------------------------
 
 
+async def when_partial(dest: Path, node: str, minimum: int, act) -> None:
+    """Run `act()` as soon as a partial download of `node` holds `minimum` bytes."""
+    while True:
+        try:
+            sizes = [p.stat().st_size for p in (dest / node / PARTIAL_DIR).glob("*.part")]
+        except OSError:
+            sizes = []
+        if sizes and max(sizes) >= minimum:
+            await act()
+            return
+        await asyncio.sleep(0.001)
+
+
 async def test_dropped_connection_mid_download_resumes_and_loses_nothing(sim3, tmp_path):
     node = sim3.nodes["sim001"]
     for n in sim3.nodes.values():
-        write_files(n.root, {"logs/big.log": os.urandom(12 << 20), "logs/small.log": b"s\n"})
+        write_files(n.root, {"logs/big.log": os.urandom(24 << 20), "logs/small.log": b"s\n"})
     history = snapshot(roots_of(sim3))
     dest = tmp_path / "dest"
-    dropped = asyncio.Event()
-    tasks = []
-
-    def emit(event):
-        if (getattr(event, "node", None) == "sim001" and (event.bytes_done or 0) > (3 << 20)
-                and not dropped.is_set()):
-            dropped.set()
-            tasks.append(asyncio.ensure_future(node.set_mode("refuse")))  # drops the connection
-
-    fleet = fleet_mod.load(sim3.fleet_path)
-    transport = Transport(fleet)
+    watcher = asyncio.ensure_future(when_partial(dest, "sim001", 3 << 20, lambda: node.set_mode("refuse")))
     try:
-        report = await CollectLogs(fleet, transport, None, fleet.node_names, dest=dest, prune=True,
-                                   segment=1 << 20, emit=emit).run()
+        report = await collect(sim3.fleet_path, dest, prune=True, segment=1 << 20)
     finally:
-        await transport.close()
-        await asyncio.gather(*tasks)
-    assert dropped.is_set()
+        triggered = watcher.done()
+        watcher.cancel()
+    assert triggered, "the connection was never dropped"
     assert report.results["sim001"].state in ("failed", "unreachable")
     assert report.results["sim002"].state == "done" and report.results["sim003"].state == "done"
     assert (node.root / "logs" / "big.log").exists() and (node.root / "logs" / "small.log").exists()
@@ -470,28 +509,24 @@ async def test_dropped_connection_mid_download_resumes_and_loses_nothing(sim3, t
 
 async def test_short_outage_is_retried_within_the_run(sim3, tmp_path):
     node = sim3.nodes["sim003"]
-    write_files(node.root, {"logs/big.log": os.urandom(10 << 20)})
+    write_files(node.root, {"logs/big.log": os.urandom(24 << 20)})
     history = snapshot(roots_of(sim3))
-    fleet = fleet_mod.load(sim3.fleet_path)
-    transport = Transport(fleet)
-    tasks = []
 
     async def blip():
         await node.set_mode("refuse")
         await asyncio.sleep(0.3)
         await node.set_mode("ok")
 
-    def emit(event):
-        if getattr(event, "node", None) == "sim003" and (event.bytes_done or 0) > (2 << 20) and not tasks:
-            tasks.append(asyncio.ensure_future(blip()))
-
+    watcher = asyncio.ensure_future(when_partial(tmp_path / "d", "sim003", 3 << 20, blip))
+    events = []
     try:
-        report = await CollectLogs(fleet, transport, None, ["sim003"], dest=tmp_path / "d", prune=True,
-                                   segment=1 << 20, emit=emit).run()
+        report = await collect(sim3.fleet_path, tmp_path / "d", nodes=["sim003"], prune=True, segment=1 << 20,
+                               events=events)
     finally:
-        await transport.close()
-        await asyncio.gather(*tasks)
-    assert tasks and report.ok, report.to_json()
+        triggered = watcher.done()
+        watcher.cancel()
+    assert triggered and report.ok, report.to_json()
+    assert any(e.state == "retrying" for e in events)
     assert_nothing_lost(history, roots_of(sim3), tmp_path / "d")
 
 

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--compress", choices=("auto", "zstd", "gzip", "none"), default="auto",
                         help="compression on the node (default auto: zstd where the node and this machine "
                              "have it, else gzip); already-compressed files are kept as they are")
+    parser.add_argument("--nice", type=int, default=10, metavar="N",
+                        help="niceness of the compressor on the nodes, 0-19 (default 10: the service keeps its CPU)")
     parser.set_defaults(func=run_logs)
 
 
@@ -82,7 +84,7 @@ async def _run(args, fleet, names, live):
     transport = Transport(fleet)
     try:
         action = CollectLogs(fleet, transport, store, names, dest=args.dest, prune=args.prune,
-                             parallel=args.parallel, compress=args.compress, emit=live)
+                             parallel=args.parallel, compress=args.compress, nice=args.nice, emit=live)
         return await action.run()
     finally:
         await transport.close()
@@ -115,6 +117,8 @@ def print_logs_report(report) -> None:
 def run_logs(args) -> int:
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if not 0 <= args.nice <= 19:
+        raise UsageError("--nice must be between 0 and 19")
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
     if not fleet.service.logs:
