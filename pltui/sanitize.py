@@ -27,6 +27,7 @@ _ANSI = re.compile(
 _C1_CSI = re.compile(r"\x9b[0-?]*[ -/]*[@-~]")
 
 REPLACEMENT = "\ufffd"
+_LINE_BREAKS = re.compile(r"\r\n|\n|\r")
 
 
 def to_text(data: bytes | str) -> str:
@@ -45,9 +46,10 @@ def clean(data: bytes | str | None, *, limit: int = 4096, newlines: bool = False
         text = text[: limit * 4]
     text = _ANSI.sub("", text)
     text = _C1_CSI.sub("", text)
-    text = (_CONTROL if newlines else _CONTROL_NO_NL).sub(REPLACEMENT, text)
     if not newlines:
-        text = text.replace("\t", " ")
+        # One display line: line breaks become spaces, trailing ones vanish (not U+FFFD litter).
+        text = _LINE_BREAKS.sub(" ", text.rstrip("\r\n")).replace("\t", " ")
+    text = (_CONTROL if newlines else _CONTROL_NO_NL).sub(REPLACEMENT, text)
     if len(text) > limit:
         text = text[: limit - 1] + "\u2026"
     return text

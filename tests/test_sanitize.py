@@ -27,3 +27,8 @@ def test_bytes_decoded_safely():
 def test_output_never_holds_control_bytes(data):
     out = clean(data, newlines=True)
     assert is_clean(out)
+
+
+def test_line_breaks_become_spaces_in_a_single_line():
+    assert clean_line("monitor started (pid 5)\n") == "monitor started (pid 5)"
+    assert clean_line("a\nb\r\nc") == "a b c"
