@@ -1,0 +1,36 @@
+"""The engine knows nothing of the UI: importing it (and the CLI) never pulls in Textual."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pltui
+
+ENGINE = [
+    "pltui.fleet", "pltui.nodesets", "pltui.ssh", "pltui.probe", "pltui.sweep", "pltui.consensus",
+    "pltui.store", "pltui.model", "pltui.sanitize", "pltui.actions.base", "pltui.actions.control",
+]
+
+
+def test_engine_and_cli_do_not_import_textual():
+    modules = list(ENGINE)
+    actions = Path(pltui.__file__).parent / "actions"
+    modules += [f"pltui.actions.{p.stem}" for p in actions.glob("*.py") if p.stem != "__init__"]
+    code = (
+        "import sys, importlib\n"
+        f"for name in {sorted(set(modules))!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import pltui.cli\n"
+        "pltui.cli.build_parser()\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_engine_sources_never_mention_textual():
+    root = Path(pltui.__file__).parent
+    for path in list(root.glob("*.py")) + list((root / "actions").glob("*.py")):
+        text = path.read_text()
+        assert "import textual" not in text and "from textual" not in text, path
