@@ -39,10 +39,11 @@ from pltui.tui.widgets.event_pane import event_line
 from pltui.tui.widgets.header_bar import header_text
 
 FLUSH_INTERVAL = 0.25
+FLUSH_ROWS = 300       # rows recomputed per flush at most (rows on screen first); the rest next time
 
 
 class ConsoleApp(Operations, App):
-    CSS_PATH = "pltui.tcss"
+    CSS_PATH = Path(__file__).with_name("pltui.tcss")   # absolute: subclasses live elsewhere
     TITLE = "pltui"
     BINDINGS = [
         Binding("q", "quit_console", "Quit"),
@@ -68,6 +69,7 @@ class ConsoleApp(Operations, App):
         self._lines: list[tuple[float, str, str, str | None]] = []
         self._flush_timer: Timer | None = None
         self._last_flush = 0.0
+        self._consensus_seen = engine.consensus
         self._startup_notes: list[tuple[str, str]] = []
         self._loading_theme = True
         self._setup_themes(theme)
@@ -185,7 +187,9 @@ class ConsoleApp(Operations, App):
             if event.status.node in self.view.index:
                 self._dirty.add(event.status.node)
         elif isinstance(event, SweepFinished):
-            self._dirty.update(self.view.names)  # consensus changed: protocol and checksum cells
+            consensus = self.view.engine.consensus      # protocol and checksum cells may change
+            self._dirty |= self.view.consensus_changes(self._consensus_seen, consensus)
+            self._consensus_seen = consensus
             health = event.summary.get("health", {})
             self._line(event.time, "info", f"{'checksum ' if event.checksums else ''}sweep {event.sweep_id} done: "
                        + ", ".join(f"{v} {k}" for k, v in health.items() if v))
@@ -228,7 +232,7 @@ class ConsoleApp(Operations, App):
             return
         with self.batch_update():
             if self._dirty and not self.view.paused:
-                dirty, self._dirty = self._dirty, set()
+                dirty = self._take_dirty(main)
                 main.table.refresh_nodes(dirty)
                 for screen in self.screen_stack:
                     if hasattr(screen, "nodes_changed"):
@@ -241,6 +245,20 @@ class ConsoleApp(Operations, App):
                 if isinstance(screen, ProgressScreen) and screen.job.dirty:
                     screen.update_run()
             self.refresh_header()
+
+    def _take_dirty(self, main: MainScreen) -> set[str]:
+        """Up to FLUSH_ROWS dirty nodes, those on screen first; the rest wait for the next flush."""
+        if len(self._dirty) <= FLUSH_ROWS:
+            dirty, self._dirty = self._dirty, set()
+            return dirty
+        take = [n for n in main.table.in_view() if n in self._dirty][:FLUSH_ROWS]
+        rest = iter(self._dirty)
+        chosen = set(take)
+        while len(chosen) < FLUSH_ROWS:
+            chosen.add(next(rest))
+        self._dirty -= chosen
+        self.schedule_flush()
+        return chosen
 
     def refresh_header(self) -> None:
         main = self.main

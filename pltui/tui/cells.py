@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from rich.style import Style
 from rich.text import Text
@@ -72,19 +71,27 @@ def fit_columns(width: int, node_width: int, padding: int = 1) -> list[Column]:
 
 @dataclass
 class Context:
-    """What cells need besides the status: consensus, the fleet, marks, styles, the clock."""
+    """What cells need besides the status: consensus, the fleet, marks, styles, the time now.
+    Built once per flush; styles with attributes are cached (Style arithmetic is not free)."""
 
     fleet: Fleet
     consensus: Consensus
     marks: set[str]
     styles: dict[str, Style]
-    now: Callable[[], float] = time.time
+    now: float = field(default_factory=time.time)
     stale_after: float = 900.0
     _group_cache: dict[str, str] = field(default_factory=dict)
+    _style_cache: dict[tuple, Style] = field(default_factory=dict)
 
-    def style(self, var: str, **extra) -> Style:
-        base = self.styles.get(var, Style())
-        return base + Style(**extra) if extra else base
+    def style(self, var: str, bold: bool = False, reverse: bool = False) -> Style:
+        key = (var, bold, reverse)
+        style = self._style_cache.get(key)
+        if style is None:
+            style = self.styles.get(var, Style())
+            if bold or reverse:
+                style = style + Style(bold=bold or None, reverse=reverse or None)
+            self._style_cache[key] = style
+        return style
 
 
 def text(value: object, style: Style | str = "", limit: int = 256) -> Text:
@@ -124,10 +131,16 @@ def age(status: NodeStatus, now: float) -> str:
     return format_duration(seconds if seconds < 600 else (seconds // 60) * 60)
 
 
-def cell(key: str, status: NodeStatus, ctx: Context) -> Text:
+def row_cells(status: NodeStatus, ctx: Context, keys) -> dict[str, Text]:
+    """Every cell of one row (the node's health computed once)."""
+    health = status.health
+    return {key: cell(key, status, ctx, health) for key in keys}
+
+
+def cell(key: str, status: NodeStatus, ctx: Context, health: Health | None = None) -> Text:
     """The cell of column `key` for one node."""
     name = status.node
-    health = status.health
+    health = health if health is not None else status.health
     if key == "mark":
         return text("*", ctx.style("marked", bold=True)) if name in ctx.marks else text(" ")
     if key == "node":
@@ -184,7 +197,7 @@ def cell(key: str, status: NodeStatus, ctx: Context) -> Text:
     if key == "logs":
         return text(human_bytes(status.log_bytes), "" if status.log_bytes is not None else ctx.style("muted"))
     if key == "seen":
-        now = ctx.now()
+        now = ctx.now
         stale = status.observed and now - status.observed > ctx.stale_after
         return text(age(status, now), ctx.style("node-degraded" if stale else "muted"))
     raise KeyError(key)

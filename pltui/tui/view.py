@@ -15,7 +15,7 @@ from rich.style import Style
 from pltui.model import Health
 from pltui.nodesets import Selector, fold
 from pltui.sweep import Engine
-from pltui.tui.cells import COLUMNS, Context, cell, sort_key
+from pltui.tui.cells import COLUMNS, Context, row_cells, sort_key
 from pltui.tui.filters import Filter
 
 ALL_KEYS = tuple(c.key for c in COLUMNS)
@@ -63,12 +63,11 @@ class ConsoleView:
 
     def context(self) -> Context:
         stale = max(2 * self.fleet.sweep.interval, 60.0)
-        return Context(self.fleet, self.consensus, self.marks, self.styles, self.clock, stale,
+        return Context(self.fleet, self.consensus, self.marks, self.styles, self.clock(), stale,
                        self._group_cache)
 
     def cells(self, name: str, ctx: Context) -> dict[str, object]:
-        status = self.statuses[name]
-        return {key: cell(key, status, ctx) for key in ALL_KEYS}
+        return row_cells(self.statuses[name], ctx, ALL_KEYS)
 
     def row_key(self, name: str, ctx: Context) -> tuple:
         return sort_key(self.sort_column, self.statuses[name], ctx, self.index[name])
@@ -90,6 +89,18 @@ class ConsoleView:
         if len(names) == 1:
             return names[0]
         return f"{len(names)} nodes ({fold(names)})"
+
+    def consensus_changes(self, old, new) -> set[str]:
+        """Nodes whose protocol or checksum cells a new consensus changes (not every node)."""
+        if old is None:
+            return set(self.names)
+        changed = (old.isolated ^ new.isolated) | (old.checked ^ new.checked)
+        changed |= {n for n in set(old.drift) | set(new.drift) if old.drift.get(n) != new.drift.get(n)}
+        tracks = {t for t in set(old.no_quorum) | set(new.no_quorum)
+                  if bool(old.no_quorum.get(t)) != bool(new.no_quorum.get(t))}
+        if tracks:
+            changed |= {n for n in self.names if self.fleet.nodes[n].track in tracks}
+        return changed & set(self.index)
 
     # -- summaries --------------------------------------------------------------------------
 

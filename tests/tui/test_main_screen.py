@@ -232,3 +232,29 @@ async def test_quit_without_running_action(engine, console):
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
+
+
+async def test_updated_rows_repaint_on_screen_and_after_scrolling(engine, console):
+    """Cells are written without DataTable.update_cell (row-level cache eviction): what the
+    terminal shows must still be the new value, on screen and after scrolling back."""
+    app = console(engine)
+    async with app.run_test(size=(120, 14)) as pilot:
+        await fed(pilot, engine)
+
+        def show(name, version):
+            status = dataclasses.replace(engine.statuses[name], version=version)
+            engine.statuses[name] = status
+            engine.emit(NodeUpdated(status=status))
+
+        show("node02", "7.7.7v")
+        assert await wait_for(pilot, lambda: "7.7.7v" in screen_text(app))
+        await pilot.press("end")                              # node02 scrolls out of view
+        await pilot.pause()
+        assert "node02" not in screen_text(app)
+        show("node02", "8.8.8h")
+        show("node23", "9.9.9b")
+        assert await wait_for(pilot, lambda: "9.9.9b" in screen_text(app))
+        await pilot.press("home")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "8.8.8h" in text and "7.7.7v" not in text

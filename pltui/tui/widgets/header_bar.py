@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
-from textual.widgets import Static
+from rich.cells import cell_len
+from textual.widget import Widget
 
 from pltui.durations import format_duration
 from pltui.model import Health
@@ -86,15 +87,33 @@ def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str]
     return out
 
 
-class HeaderBar(Static):
-    """Two lines at the top of the main screen."""
+class HeaderBar(Widget):
+    """Two lines at the top of the main screen. Repainted only when its text changed, and laid
+    out again only when its number of lines did (the 1 s clock must not re-layout the screen)."""
 
     def __init__(self, **kwargs):
-        super().__init__("", **kwargs)
+        super().__init__(**kwargs)
+        self._text = Text("")
         self._last: tuple | None = None
+        self._lines = 0
+
+    def render(self) -> Text:
+        return self._text
+
+    def _line_count(self, text: Text) -> int:
+        width = max(1, self.size.width or 80)
+        return sum(max(1, -(-cell_len(line) // width)) for line in text.plain.split("\n"))
 
     def show(self, text: Text) -> None:
         signature = (text.plain, tuple(text.spans))
-        if signature != self._last:
-            self._last = signature
-            self.update(text)
+        if signature == self._last:
+            return
+        self._last = signature
+        self._text = text
+        lines = self._line_count(text)
+        self.refresh(layout=lines != self._lines)
+        self._lines = lines
+
+    def on_resize(self) -> None:
+        self._lines = self._line_count(self._text)
+        self.refresh(layout=True)

@@ -3,8 +3,15 @@ cursor's node.
 
 Row keys are node names. The table never re-renders per event: the app hands it a batch of
 changed nodes a few times a second (`refresh_nodes`), and only cells whose text or style changed
-are updated. After a sort or a membership change the cursor is re-found by row key, because
+are written. After a sort or a membership change the cursor is re-found by row key, because
 `DataTable.sort()` keeps the cursor's *index*.
+
+Why cells are not written with `DataTable.update_cell`: every call bumps the table's update
+counter, which keys all of its render caches, so one changed cell re-renders every visible cell
+(about 100 ms per flush at 160x50, with the key presses waiting behind it). Instead the changed
+rows' data is written and only their cache entries are evicted and their lines repainted; the
+rest of the screen stays cached. When the DataTable internals this relies on are missing (another
+Textual version), the table falls back to `update_cell`.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.events import Resize
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
 from pltui.tui.cells import Column, fit_columns
 from pltui.tui.view import ConsoleView
@@ -36,6 +43,8 @@ class NodeTable(DataTable):
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
         Binding("enter", "select_cursor", "Detail"),
+        Binding("home", "scroll_top", "First node", show=False),   # rows, not columns (htop, k9s)
+        Binding("end", "scroll_bottom", "Last node", show=False),
     ]
 
     def __init__(self, view: ConsoleView, **kwargs):
@@ -46,6 +55,9 @@ class NodeTable(DataTable):
         self._shown: set[str] = set()
         self._layout: list[Column] = []
         self.node_width = min(max((len(n) for n in view.names), default=8) + 2, 30)
+        self._fast = all(hasattr(self, a) for a in ("_data", "_cell_render_cache", "_row_render_cache",
+                                                     "_row_renderable_cache", "_line_cache", "_row_locations"))
+        self._stale: set[str] = set()
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -63,6 +75,15 @@ class NodeTable(DataTable):
     def shown(self) -> list[str]:
         """Node names in display order."""
         return [row.key.value for row in self.ordered_rows]
+
+    def in_view(self) -> list[str]:
+        """Names of the rows on screen now (for flushing those first)."""
+        top = int(self.scroll_offset.y)
+        end = min(self.row_count, top + self.size.height)
+        get = self._row_locations.get_key if self._fast else None
+        if get is None:
+            return self.shown[top:end]
+        return [get(i).value for i in range(top, end)]
 
     @property
     def visible_columns(self) -> list[str]:
@@ -150,11 +171,13 @@ class NodeTable(DataTable):
                 if not wanted:
                     remove.append(name)
                     continue
-                for key in keys:
-                    if old is None or _signature(old[key]) != _signature(new[key]):
-                        self.update_cell(name, key, new[key])
+                changed = {key: new[key] for key in keys
+                           if old is None or _signature(old[key]) != _signature(new[key])}
+                if changed:
+                    self._write(name, changed)
             elif wanted:
                 add.append(name)
+        self._repaint_stale()
         if len(add) + len(remove) > REBUILD_ABOVE:
             self.rebuild()
             return
@@ -171,6 +194,34 @@ class NodeTable(DataTable):
             self.resort(cursor)
         elif remove and cursor in self._shown:
             self.go_to(cursor)
+
+    def _write(self, name: str, changed: dict[str, Text]) -> None:
+        if not self._fast:
+            for key, value in changed.items():
+                self.update_cell(name, key, value)
+            return
+        self._data[RowKey(name)].update({ColumnKey(k): v for k, v in changed.items()})
+        self._stale.add(name)
+
+    def _repaint_stale(self) -> None:
+        """Evict the render caches of the rows written by `_write`, and repaint just those rows."""
+        if not self._stale:
+            return
+        stale, self._stale = {RowKey(n) for n in self._stale}, set()
+        indices = {self._row_locations.get(key) for key in stale} - {None}
+        header = self.header_height if self.show_header else 0
+        lines = {header + i for i in indices}   # rows are one line high
+        for cache, match in ((self._cell_render_cache, lambda k: k[0] in stale),
+                             (self._row_render_cache, lambda k: k[0] in stale),
+                             (self._row_renderable_cache, lambda k: k[1] in indices),
+                             (self._line_cache, lambda k: k[0] in lines)):
+            for key in [k for k in cache.keys() if match(k)]:
+                cache.discard(key)
+        top = self.scroll_offset.y
+        bottom = top + self.size.height
+        for index in indices:
+            if top <= index + header < bottom + 1:
+                self.refresh_row(index)
 
     def resort(self, cursor: str | None = None) -> None:
         """Order rows by the view's sort column, then put the cursor back on its node."""
