@@ -27,13 +27,19 @@ Per node, in order:
    segment (raw and stored offsets). One exec per file, not per segment: a new channel costs a
    few round trips, which over a long link is worth seconds per segment.
 
-   Why on the node, measured on this 2-core loopback (4 nodes x 150 MiB of access-log text,
-   real sshd, node and client sharing the cores): scp 370-470 MB/s; raw SFTP with asyncssh
-   (1 MiB blocks, 8 requests) ~300 MB/s with no compression at all, ~160-240 MB/s with local
-   zlib level 1 (zlib's deflate is the bottleneck); node ``gzip -1`` ~150 MB/s; node
-   ``zstd -1`` + local ``zstd -d`` to verify 330-380 MB/s at a fifth of the client CPU (the SSH
-   channel carries ~1/5 of the bytes). On a real fleet the link, not the CPU, is the limit and
-   compressing on the node cuts what crosses it ~5x. See bench/bench_logs.py.
+   Why compress on the node, measured on this 2-core loopback (real sshd; nodes, client and
+   other work sharing the cores): a prototype pulling 4 x 150 MiB of access-log text reached
+   ~300 MB/s with raw asyncssh SFTP and no compression at all, 160-240 MB/s with local zlib
+   level 1 (deflate is the bottleneck), ~150 MB/s with node ``gzip -1``, and 330-380 MB/s with
+   node ``zstd -1`` + local ``zstd -d`` at a fifth of the client CPU (the channel carries ~1/5 of
+   the bytes). bench/bench_logs.py, 4 nodes x 300 MiB, everything included (listing and hashing
+   on the nodes, verification, Python start-up): scp -r 440 MB/s at 3.4 ms CPU per MB (nodes +
+   client); pltui 250 MB/s (0.57 of scp) at 6.5 ms/MB with zstd, 130 MB/s with gzip; the same
+   result by hand (scp, sha256sum on both ends, zstd -1) 133 MB/s at 10.3 ms/MB. On a shared
+   2-core box every tool is CPU-bound, and zstd -1 alone (~2.3 ms/MB) plus the two sha256 passes
+   and the local decompression (~2 ms/MB) cost more than scp's whole transfer: 80% of scp is
+   out of reach there for any design that compresses and verifies. On a real fleet the node's
+   CPU is its own and the link is the limit, and compressing there moves ~5x fewer bytes.
 
 3. **Verify**: while bytes arrive they are decompressed locally (zlib for gzip, a ``zstd -dc``
    child for zstd) and hashed; the file counts as collected only when the decompressed length
@@ -110,6 +116,7 @@ HASH_RATE = 10 << 20          # slowest node hashing we wait for (bytes/s), on t
 SEND_RATE = 32 << 10          # slowest transfer the node-side bound allows (bytes/s)
 NODE_BOUND = 6 * 3600         # node-side cap (timeout(1)) for a list or prune run
 RETRY_DELAYS = (1.0, 3.0)
+STREAM_WINDOW = 8 << 20       # SSH channel window of a transfer
 PROGRESS_EVERY = 0.25         # seconds between progress events per node
 MANIFEST = ".pltui-manifest.jsonl"
 PARTIAL_DIR = ".pltui-partial"
@@ -360,7 +367,8 @@ async def stream_exec(transport: Transport, node: Node, command: str, sink: Call
     async with transport.fanout:
         conn = await transport.connection(node)
         try:
-            async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
+            # an 8 MiB window: a 2 MiB one caps a stream at 10 MB/s over a 200 ms round trip
+            async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE, window=STREAM_WINDOW) as proc:
                 err = bytearray()
 
                 async def pump_err():
