@@ -379,6 +379,26 @@ async def test_unreachable_node_and_missing_root(make_sim_fleet, tmp_path):
     assert not report.ok
 
 
+async def test_garbage_and_hanging_nodes_fail_cleanly(make_sim_fleet, tmp_path):
+    sim = await make_sim_fleet(3, modes={"sim002": "garbage", "sim003": "hang"},
+                               fleet={"ssh_overrides": {"connect_timeout": "3s", "command_timeout": "2s"},
+                                      "service": {"logs": LOGS}})
+    write_files(sim.nodes["sim001"].root, {"logs/a.log": b"a\n"})
+    fleet = fleet_mod.load(sim.fleet_path)
+    transport = Transport(fleet)
+    try:
+        action = CollectLogs(fleet, transport, None, fleet.node_names, dest=tmp_path / "dest", retries=0)
+        report = await asyncio.wait_for(action.run(), 30)
+    finally:
+        await transport.close()
+    assert report.results["sim001"].state == "done"
+    assert report.results["sim002"].state == "failed" and "not a pltui listing" in report.results["sim002"].message
+    assert report.results["sim003"].state == "failed" and "no data" in report.results["sim003"].message
+    for result in report.results.values():
+        assert "\x1b" not in result.message and "\x9b" not in result.message
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == [".pltui-lock", "sim001"]
+
+
 # -- prune -------------------------------------------------------------------------------------------
 
 
@@ -550,9 +570,9 @@ async def test_sigkill_during_prune_collection_then_rerun_loses_nothing(make_sim
     dest = tmp_path / "dest"
     state = tmp_path / "state"
     argv = ["logs", str(sim.fleet_path), "--dest", str(dest), "--prune", "--state", str(state), "--json",
-            "--parallel", "2"]
-    kills = 0
-    for minimum in (1 << 20, 6 << 20):
+            "--parallel", "2", "--segment", "2"]
+    idx_after: list[dict[Path, list[bytes]]] = []
+    for minimum in (5 << 20, 12 << 20):
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pltui", *argv,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -561,8 +581,13 @@ async def test_sigkill_during_prune_collection_then_rerun_loses_nothing(make_sim
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGKILL)
             await proc.wait()
-        kills += 1
         assert_nothing_lost(history, roots_of(sim), dest)
+        idx_after.append({p: p.read_bytes().splitlines() for p in dest.glob(f"*/{PARTIAL_DIR}/*.idx")})
+    # the second run resumed the partials the first left (their finished segments were kept)
+    resumed = [p for p, lines in idx_after[0].items() if p in idx_after[1] and len(lines) >= 3]
+    assert resumed, idx_after
+    for p in resumed:
+        assert idx_after[1][p][:len(idx_after[0][p])] == idx_after[0][p]
     code, out, err = await cli(*argv)
     assert code == 0, err.decode()
     doc = json.loads(out)

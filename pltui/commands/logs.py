@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     parser.add_argument("--compress", choices=("auto", "zstd", "gzip", "none"), default="auto",
                         help="compression on the node (default auto: zstd where the node and this machine "
                              "have it, else gzip); already-compressed files are kept as they are")
+    parser.add_argument("--segment", type=int, default=64, metavar="MIB",
+                        help="resume granularity in MiB (default 64): a dropped transfer restarts from the "
+                             "last whole segment; smaller suits flaky links")
     parser.add_argument("--nice", type=int, default=10, metavar="N",
                         help="niceness of the compressor on the nodes, 0-19 (default 10: the service keeps its CPU)")
     parser.set_defaults(func=run_logs)
@@ -84,7 +87,8 @@ async def _run(args, fleet, names, live):
     transport = Transport(fleet)
     try:
         action = CollectLogs(fleet, transport, store, names, dest=args.dest, prune=args.prune,
-                             parallel=args.parallel, compress=args.compress, nice=args.nice, emit=live)
+                             parallel=args.parallel, compress=args.compress, nice=args.nice,
+                             segment=args.segment << 20, emit=live)
         return await action.run()
     finally:
         await transport.close()
@@ -119,6 +123,8 @@ def run_logs(args) -> int:
         raise UsageError("--parallel must be at least 1")
     if not 0 <= args.nice <= 19:
         raise UsageError("--nice must be between 0 and 19")
+    if not 1 <= args.segment <= 1 << 20:
+        raise UsageError("--segment must be at least 1 (MiB)")
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
     if not fleet.service.logs:
