@@ -93,6 +93,7 @@ import subprocess
 import threading
 import time
 import zlib
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -355,6 +356,18 @@ def node_script(node: Node, mode: str, *, logs: tuple[str, ...] = (), words: lis
 # Streaming exec
 
 
+@asynccontextmanager
+async def _in_use(transport: Transport, node: Node):
+    """The node's pooled connection, marked in use while we stream (a transport that keeps fewer
+    connections than nodes under a low open-file limit must not close it to make room)."""
+    using = getattr(transport, "using", None) or getattr(transport, "_using", None)
+    if using is None:
+        yield await transport.connection(node)
+        return
+    async with using(node) as conn:
+        yield conn
+
+
 async def stream_exec(transport: Transport, node: Node, command: str, sink: Callable[[bytes], Awaitable[None]], *,
                       idle: Callable[[], float], input: bytes | None = None,
                       stderr_cap: int = 16384) -> tuple[int | None, bytes]:
@@ -364,8 +377,7 @@ async def stream_exec(transport: Transport, node: Node, command: str, sink: Call
     command gets SIGPIPE/HUP; bound it on the node too). Returns (exit status, stderr head).
     Connection trouble becomes NodeError; exceptions from `sink` propagate (channel closed).
     """
-    async with transport.fanout:
-        conn = await transport.connection(node)
+    async with transport.fanout, _in_use(transport, node) as conn:
         try:
             # an 8 MiB window: a 2 MiB one caps a stream at 10 MB/s over a 200 ms round trip
             async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE, window=STREAM_WINDOW) as proc:
