@@ -25,6 +25,7 @@ from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeUpdated, 
 from pltui.sanitize import clean_line
 from pltui.sweep import Engine
 from pltui.tui import settings, themes
+from pltui.tui.cells import AGE_TICK
 from pltui.tui.commands import CommandError, parse
 from pltui.tui.dispatch import SPECS, ActionRun
 from pltui.tui.operations import Operations
@@ -166,6 +167,7 @@ class ConsoleApp(Operations, App):
         if self.start_engine:
             self.engine_task = self.view.engine.start()
         self.set_interval(1.0, self.refresh_header, name="header-clock")
+        self.set_interval(AGE_TICK, self._refresh_ages, name="age-clock")
 
     def on_unmount(self) -> None:
         if self._queue is not None:
@@ -266,6 +268,12 @@ class ConsoleApp(Operations, App):
             return
         running = [r.kind for r in self.runs if not r.finished]
         main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running))
+
+    def _refresh_ages(self) -> None:
+        main = self.main
+        if main is not None and main.is_mounted and not self.view.paused:
+            with self.batch_update():
+                main.table.refresh_ages()
 
     def set_paused(self, paused: bool) -> None:
         self.view.freeze(paused)

@@ -122,13 +122,17 @@ def checksum_word(name: str, ctx: Context) -> str:
     return state
 
 
+AGE_TICK = 30.0   # the "seen" column is refreshed this often; its words change no faster
+
+
 def age(status: NodeStatus, now: float) -> str:
+    """`<1m`, `4m`, `2h05m`, `3d1h`: minutes at best, so a 30 s refresh keeps it true."""
     if not status.observed:
         return "-"
     seconds = max(0.0, now - status.observed)
     if seconds < 60:
-        return f"{int(seconds)}s"
-    return format_duration(seconds if seconds < 600 else (seconds // 60) * 60)
+        return "<1m"
+    return format_duration((seconds // 60) * 60)
 
 
 def row_cells(status: NodeStatus, ctx: Context, keys) -> dict[str, Text]:

@@ -55,7 +55,7 @@ def _procs(alive: int, state: str = "running") -> list[ProcStatus]:
 
 def status_for(name: str, i: int, now: float = FROZEN_NOW) -> NodeStatus:
     """A varied but fixed status: mostly up; some degraded, down, isolated, drifted, unknown."""
-    base = dict(node=name, observed=now - 5 - i, latency_ms=10.0 + i, monitor="alive", monitor_pid=4000 + i,
+    base = dict(node=name, observed=now - 5 - i * 29, latency_ms=10.0 + i, monitor="alive", monitor_pid=4000 + i,
                 heartbeat_age=2.0, version="2.4.1", protocol="7", load=0.25 * (i % 8), uptime=86400.0 * (1 + i),
                 disk_free=(40 - i) << 30, log_bytes=(i + 1) << 20, clock=now - 5 - i, digest_tool="sha256sum",
                 digests={"bin/proxy": DIGEST_A, "bin/cache": DIGEST_B}, digests_time=now - 3600)

@@ -34,7 +34,7 @@ async def test_rows_and_header(engine, console):
         assert set(table.visible_columns) >= {"group", "monitor", "load", "disk", "logs", "seen"}
         r = row(app, "node01")
         assert r["node"] == "● node01" and r["ssh"] == "ok 10ms" and r["procs"] == "2/2"
-        assert r["group"] == "alpha" and r["checksums"] == "ok" and r["seen"] == "5s"
+        assert r["group"] == "alpha" and r["checksums"] == "ok" and r["seen"] == "<1m"
         assert row(app, "node04")["procs"] == "1/2 backoff"
         assert row(app, "node06")["ssh"] == "timeout" and row(app, "node06")["node"].startswith("×")
         assert row(app, "node08")["protocol"] == "6!"     # isolated: a symbol, not colour alone
@@ -258,3 +258,20 @@ async def test_updated_rows_repaint_on_screen_and_after_scrolling(engine, consol
         await pilot.pause()
         text = screen_text(app)
         assert "8.8.8h" in text and "7.7.7v" not in text
+
+
+async def test_seen_column_ages_without_node_updates(engine, console):
+    now = [FROZEN_NOW]
+    app = console(engine, clock=lambda: now[0])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await fed(pilot, engine)
+        assert row(app, "node01")["seen"] == "<1m" and row(app, "node11")["seen"] == "<1m"
+        assert row(app, "node24")["seen"] == "-" and row(app, "node22")["seen"] == "10m"   # never seen; 614 s
+        now[0] += 300
+        app._refresh_ages()                                   # what the 30 s age clock calls
+        await pilot.pause()
+        assert row(app, "node01")["seen"] == "5m" and row(app, "node11")["seen"] == "5m"
+        assert row(app, "node22")["seen"] == "15m"
+        assert "5m" in screen_text(app)
+        await pilot.pause(1.2)                                # the header's own 1 s clock
+        assert "swept 5m ago, next due now" in app.main.header.render().plain

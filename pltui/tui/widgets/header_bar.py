@@ -43,7 +43,8 @@ def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str]
     else:
         out.append("not swept yet", ctx_style("muted") or "")
     if engine.next_sweep_at and not engine.sweeping:
-        out.append(f", next in {_ago(max(0.0, engine.next_sweep_at - now))}")
+        left = engine.next_sweep_at - now
+        out.append(f", next in {_ago(left)}" if left >= 1 else ", next due now")
     if running:
         out.append("  ")
         out.append(" " + ", ".join(running) + " running (A) ", "reverse")

@@ -22,7 +22,7 @@ from textual.events import Resize
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
-from pltui.tui.cells import Column, fit_columns
+from pltui.tui.cells import Column, cell, fit_columns
 from pltui.tui.view import ConsoleView
 
 REBUILD_ABOVE = 64   # membership changes beyond this rebuild the table instead of row by row
@@ -222,6 +222,22 @@ class NodeTable(DataTable):
         for index in indices:
             if top <= index + header < bottom + 1:
                 self.refresh_row(index)
+
+    def refresh_ages(self) -> None:
+        """Recompute the "seen" column alone (ages move while nothing else does)."""
+        if "seen" not in self.visible_columns:
+            return
+        ctx = self.view.context()
+        statuses = self.view.statuses
+        for name in self._shown:
+            new = cell("seen", statuses[name], ctx)
+            cells = self._cells[name]
+            if _signature(new) != _signature(cells["seen"]):
+                cells["seen"] = new
+                self._write(name, {"seen": new})
+        self._repaint_stale()
+        if self.view.sort_column == "seen":
+            self.resort()
 
     def resort(self, cursor: str | None = None) -> None:
         """Order rows by the view's sort column, then put the cursor back on its node."""
