@@ -155,10 +155,13 @@ class ActionRun:
     report: dict[str, Any] | None = None
     error: str | None = None
     dirty: bool = True
+    plan: dict | None = None
+    placement: dict[str, str] = field(default_factory=dict)   # node -> "stage 2/3" for rollouts
 
     def __post_init__(self) -> None:
         for node in self.nodes:
             self.states.setdefault(node, NodeProgress())
+        self.placement = placement_of(self.action, self.plan)
 
     @property
     def action_id(self) -> str:
@@ -229,6 +232,31 @@ class ActionRun:
         if not totals:
             return None
         return sum(p.bytes_done or 0 for p in totals), sum(p.bytes_total or 0 for p in totals)
+
+
+def placement_of(action: Action, plan: dict | None) -> dict[str, str]:
+    """Each node's stage and batch, from the action's own stages (a Rollout's StagePlans), else
+    from a plan whose stages list their nodes; empty for actions without stages."""
+    out: dict[str, str] = {}
+    stages = getattr(action, "stages", None)
+    if isinstance(stages, list) and stages and all(hasattr(s, "name") and hasattr(s, "batches") for s in stages):
+        for stage in stages:
+            for bi, batch in enumerate(stage.batches):
+                for node in batch:
+                    out[node] = f"{clean_line(stage.name, 24)} {bi + 1}/{len(stage.batches)}"
+        return out
+    for stage in (plan or {}).get("stages") or []:
+        if not isinstance(stage, dict) or not isinstance(stage.get("nodes"), list):
+            continue
+        nodes, sizes = list(stage["nodes"]), stage.get("batches") or [len(stage["nodes"])]
+        start = 0
+        for bi, size in enumerate(sizes):
+            if not isinstance(size, int):
+                break
+            for node in nodes[start:start + size]:
+                out[node] = f"{clean_line(str(stage.get('name', '?')), 24)} {bi + 1}/{len(sizes)}"
+            start += size
+    return out
 
 
 def group_results(report: dict[str, Any]) -> list[tuple[list[str], str, str]]:

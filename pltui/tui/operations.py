@@ -182,7 +182,7 @@ class Operations:
                                                          plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
             return
-        run = ActionRun(spec, action, control, list(action.nodes))
+        run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
         self.runs.append(run)
         self._run_action(run)
         self.push_screen(ProgressScreen(run))

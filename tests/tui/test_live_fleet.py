@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conftest import screen_text, wait_for
 
 from pltui.fleet import load
@@ -151,5 +153,50 @@ async def test_heal_confirms_and_reports(make_sim_fleet, tmp_path, config_dir):
             await pilot.press("e")
             await pilot.pause()
             assert "heal failed" in "\n".join(line.text for line in app.main.events.lines)
+    finally:
+        await engine.close()
+
+
+async def test_real_rollout_plan_confirm_and_progress(make_sim_fleet, tmp_path, config_dir):
+    """The console drives pltui.actions.rollout for real: bundle, staged plan, gate, report."""
+    pytest.importorskip("pltui.actions.rollout")
+    sim = await make_sim_fleet(3, fleet={
+        "service": SERVICE, "groups": {"canary": "sim001"},
+        "rollout": {"health_timeout": "20s", "stage": [
+            {"name": "canary", "group": "canary", "batch": 1},
+            {"name": "rest", "group": "all", "batch": "100%", "pause": True}]}})
+    for node in sim.nodes.values():
+        (node.root / "VERSION").write_text("1.0.0\n")
+    bundle = tmp_path / "bundle"
+    (bundle / "bin").mkdir(parents=True)
+    (bundle / "VERSION").write_text("2.0.0\n")
+    (bundle / "bin" / "tool").write_text("v2\n")
+    engine = Engine(load(sim.fleet_path), state_dir=tmp_path / "state")
+    app = ConsoleApp(engine, config_dir=config_dir, start_engine=False, state_dir=str(tmp_path / "state"))
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            app.run_command("mark @all")
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+            app.screen.query_one("Input").value = str(bundle)
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=20)
+            text = screen_text(app)
+            assert "Roll out to 3 nodes?" in text and "stage 1 canary: 1 nodes sim001" in text
+            assert "stage 2 rest: 2 nodes sim[002-003]" in text and "stage gate" in text
+            await pilot.press("y")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen))
+            run = app.runs[-1]
+            assert run.placement["sim002"] == "rest 1/1"
+            assert await wait_for(pilot, lambda: run.control.waiting_at_gate or run.finished, timeout=60)
+            if run.control.waiting_at_gate:
+                assert run.states["sim001"].state in ("done", "failed", "rolled-back", "unreachable")
+                await pilot.pause(0.6)
+                assert "stage gate: rest" in screen_text(app)
+                await pilot.press("n")                               # stop at the gate
+            assert await wait_for(pilot, lambda: run.finished, timeout=60)
+            await pilot.pause(0.6)
+            assert "report:" in screen_text(app)
+            assert run.report is not None and set(run.report["nodes"]) == {"sim001", "sim002", "sim003"}
     finally:
         await engine.close()

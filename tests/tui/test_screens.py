@@ -103,6 +103,10 @@ async def test_command_line(engine, console, fleet_file):
             await pilot.press("enter")
             await pilot.pause(0.2)
 
+        await pilot.press("colon", "q", "t", "e")                # typed into the prompt, not keys
+        assert isinstance(app.screen, PromptScreen) and app.screen.query_one("Input").value == "qte"
+        await pilot.press("escape")
+        assert app.screen is app.main and app.is_running and app.theme == "dark"
         await command("mark node[01-04]")
         assert app.view.marks == {"node01", "node02", "node03", "node04"}
         await command("unmark node01")

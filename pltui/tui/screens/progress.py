@@ -146,6 +146,7 @@ class ProgressScreen(Screen):
         self._rows: dict[str, tuple] = {}
         self._poll = None
         self._gate_shown = False
+        self._keys: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(id="progress-head")
@@ -157,8 +158,13 @@ class ProgressScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label, width in (("node", "node", 24), ("state", "state", 12), ("detail", "detail", 40),
-                                  ("bytes", "bytes", 16)):
+        node_width = min(max((len(n) for n in self.job.nodes), default=8), 28)
+        columns = [("node", "node", node_width)]
+        if self.job.placement:
+            columns.append(("stage", "stage/batch", 16))
+        columns += [("state", "state", 12), ("detail", "detail", 44), ("bytes", "bytes", 16)]
+        self._keys = [key for key, _, _ in columns]
+        for key, label, width in columns:
             table.add_column(Text(label, style="bold"), key=key, width=width)
         for node in self.job.nodes:
             table.add_row(*self._cells(node), key=node)
@@ -177,8 +183,12 @@ class ProgressScreen(Screen):
         size = "-"
         if p.bytes_total is not None or p.bytes_done is not None:
             size = f"{human_bytes(p.bytes_done or 0)}/{human_bytes(p.bytes_total)}" if p.bytes_total else human_bytes(p.bytes_done)
-        return [Text(clean_line(node, 64), end=""), Text(p.state, style=style, end=""),
-                Text(clean_line(p.detail, 200), no_wrap=True, overflow="ellipsis", end=""), Text(size, end="")]
+        cells = {"node": Text(clean_line(node, 64), end=""),
+                 "stage": Text(self.job.placement.get(node, "-"), end=""),
+                 "state": Text(p.state, style=style, end=""),
+                 "detail": Text(clean_line(p.detail, 200), no_wrap=True, overflow="ellipsis", end=""),
+                 "bytes": Text(size, end="")}
+        return [cells[key] for key in self._keys]
 
     def _signature(self, node: str) -> tuple:
         p = self.job.states[node]
@@ -204,7 +214,7 @@ class ProgressScreen(Screen):
             if node not in self._rows:
                 table.add_row(*self._cells(node), key=node)
             elif self._rows[node] != sig:
-                for key, value in zip(("node", "state", "detail", "bytes"), self._cells(node)):
+                for key, value in zip(self._keys, self._cells(node)):
                     table.update_cell(node, key, value)
             self._rows[node] = sig
         self.query_one("#progress-head", Static).update(head_text(self.job, styles))
