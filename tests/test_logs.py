@@ -178,23 +178,29 @@ def records(*recs: bytes) -> bytes:
 
 def test_parser_takes_any_name_and_rejects_escapes():
     digest = b"a" * 64
+
+    def rec(name: bytes, moved: bytes = b"0", sha: bytes = digest) -> bytes:
+        return b"file 3 10 11 12 " + sha + b" " + moved + b" " + name
+
     data = records(b"pltui-logs 1", b"tools sha256sum openssl nice zstd gzip",
-                   b"stat 3 10 logs/new\nline .log",
-                   b"file 3 10 " + digest + b" 0 logs/new\nline .log",
-                   b"file 3 10 " + digest + b" 1 ./logs//x.log",
-                   b"file 3 10 " + digest + b" 0 ../etc/passwd",
-                   b"file 3 10 " + digest + b" 0 logs/../../x",
-                   b"file 3 10 " + digest + b" 0 /etc/shadow",
-                   b"file 3 10 " + digest + b" 0 " + PARTIAL_DIR.encode() + b"/x",
-                   b"file 3 10 " + digest + b" 0 logs/" + b"x" * 300,
+                   b"stat 3 logs/new\nline .log",
+                   rec(b"logs/new\nline .log"),
+                   rec(b"./logs//x.log", b"1"),
+                   rec(b"../etc/passwd"),
+                   rec(b"logs/../../x"),
+                   rec(b"/etc/shadow"),
+                   rec(PARTIAL_DIR.encode() + b"/x"),
+                   rec(b"logs/" + b"x" * 300),
+                   rec(b"logs/stat-only.log", sha=b"-"),
                    b"skip unreadable logs/secret.log",
                    b"end")
     parser = ListParser()
     for i in range(0, len(data), 7):  # arbitrary chunking
         parser.feed(data[i:i + 7])
     listing = parser.finish()
-    assert [f.path for f in listing.files] == [b"logs/new\nline .log", b"logs/x.log"]
+    assert [f.path for f in listing.files] == [b"logs/new\nline .log", b"logs/x.log", b"logs/stat-only.log"]
     assert listing.files[1].moved and not listing.files[0].moved
+    assert listing.files[0].version == (3, 10, 11, 12) and listing.files[2].sha256 is None
     assert listing.codecs == {"zstd", "gzip"} and listing.nice
     assert len(listing.rejected) == 5
     assert listing.skipped == [(b"logs/secret.log", "unreadable")]
@@ -202,12 +208,14 @@ def test_parser_takes_any_name_and_rejects_escapes():
 
 @pytest.mark.parametrize("bad", [
     records(b"garbage"),
-    records(b"pltui-logs 1", b"file 3 10 xyz 0 a.log", b"end"),
-    records(b"pltui-logs 1", b"file -3 10 " + b"a" * 64 + b" 0 a.log", b"end"),
-    records(b"pltui-logs 1", b"file 3 10 " + b"A" * 64 + b" 0 a.log", b"end"),
+    records(b"pltui-logs 1", b"file 3 10 1 1 xyz 0 a.log", b"end"),
+    records(b"pltui-logs 1", b"file -3 10 1 1 " + b"a" * 64 + b" 0 a.log", b"end"),
+    records(b"pltui-logs 1", b"file 3 10 1 1 " + b"A" * 64 + b" 0 a.log", b"end"),
+    records(b"pltui-logs 1", b"file 3 10 " + b"a" * 64 + b" 0 a.log", b"end"),  # old format
+    records(b"pltui-logs 1", b"file 3 10 1 1 " + b"a" * 64 + b" 2 a.log", b"end"),
     records(b"pltui-logs 1", b"\x1b[2Jproc x", b"end"),
-    records(b"pltui-logs 1", b"end", b"file 3 10 " + b"a" * 64 + b" 0 a.log"),
-    records(b"pltui-logs 1", b"file 3 10 " + b"a" * 64 + b" 0 a.log"),  # no end
+    records(b"pltui-logs 1", b"end", b"file 3 10 1 1 " + b"a" * 64 + b" 0 a.log"),
+    records(b"pltui-logs 1", b"file 3 10 1 1 " + b"a" * 64 + b" 0 a.log"),  # no end
     records(b"error noroot"),
 ])
 def test_parser_refuses_malformed_listings(bad):
@@ -334,6 +342,32 @@ async def test_hostile_characters_in_the_globs_themselves(make_sim_fleet, tmp_pa
         f"{odd}/one.log".encode(): [b"one\n"], f"{odd}/two;rm -rf x.log".encode(): [b"two\n"],
         b"sp ace/a b.log": [b"ab\n"]}
     assert not list(sim.base_dir.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
+
+
+async def test_rerun_hashes_only_versions_not_collected_yet(sim3, tmp_path):
+    node = sim3.nodes["sim001"]
+    write_files(node.root, {f"logs/r{i}.log": text_log(i, 100_000) for i in range(5)})
+    dest = tmp_path / "dest"
+    before = node.execs
+    assert (await collect(sim3.fleet_path, dest, nodes=["sim001"])).ok
+    assert node.execs - before == 1 + 5          # list (hashing all), one transfer per file
+    before = node.execs
+    again = await collect(sim3.fleet_path, dest, nodes=["sim001"])
+    assert again.ok and again.summary["files"] == {"present": 5}
+    assert node.execs - before == 1              # a stat-only listing: nothing hashed, nothing sent
+    os.utime(node.root / "logs" / "r1.log")      # same bytes, another version stamp: hashed, not sent
+    with open(node.root / "logs" / "r2.log", "ab") as f:
+        f.write(b"one more line\n")             # changed: hashed and sent
+    before = node.execs
+    third = await collect(sim3.fleet_path, dest, nodes=["sim001"])
+    assert third.ok and third.summary["files"] == {"present": 4, "collected": 1}
+    assert node.execs - before == 1 + 1 + 1      # stat, hash of the two, one transfer
+    before = node.execs
+    assert (await collect(sim3.fleet_path, dest, nodes=["sim001"])).summary["files"] == {"present": 5}
+    assert node.execs - before == 1              # both new versions are known now
+    fourth = await collect(sim3.fleet_path, dest, nodes=["sim001"], prune=True)
+    assert fourth.ok and fourth.summary["files"] == {"present": 5, "pruned": 5}
+    assert not list((node.root / "logs").iterdir())
 
 
 async def test_different_file_on_an_existing_name_is_never_overwritten(sim3, tmp_path):

@@ -5,13 +5,17 @@ Per node, in order:
 
 1. **List** (one exec, ``pltui/node/logs.sh`` on ``sh -s``): every regular file matching the
    fleet's ``logs`` globs (a directory match takes the files below it; symlinks are never
-   followed) with its size, mtime and the sha256 of its first SIZE bytes, computed on the node.
-   Records are NUL-terminated with the name last, so a name may hold any byte but NUL; the
-   parser caps the output, checks every field and treats every byte as hostile. A name is
-   mapped below ``DEST/<node>/`` only when it is relative, with no ``..`` component (``.`` and
-   empty components are dropped) and no component over 200 bytes: anything else is rejected
-   and reported, so a hostile node cannot write outside its own directory. Directories below
-   ``DEST/<node>`` are created as plain directories; a symlink met on the way is refused.
+   followed) with its size, mtime, ctime, inode and the sha256 of its first SIZE bytes,
+   computed on the node. On a re-run (a manifest exists) the node first only stats the files,
+   and a second exec hashes just the versions -- (size, mtime, ctime, inode); any write changes
+   ctime -- that the manifest does not hold with its copy present: the node is not made to
+   re-read hundreds of MB it already handed over. Records are NUL-terminated with the name
+   last, so a name may hold any byte but NUL; the parser caps the output, checks every field
+   and treats every byte as hostile. A name is mapped below ``DEST/<node>/`` only when it is
+   relative, with no ``..`` component (``.`` and empty components are dropped) and no
+   component over 200 bytes: anything else is rejected and reported, so a hostile node cannot
+   write outside its own directory. Directories below ``DEST/<node>`` are created as plain
+   directories; a symlink met on the way is refused.
 
 2. **Transfer**, one file at a time per node, nodes in parallel (``parallel``), one exec per
    file on the pooled connection. The node reads the file in segments of 64 MiB with ``dd``
@@ -208,8 +212,15 @@ class RemoteFile:
     path: bytes                # normalized, relative to the service root
     size: int
     mtime: int
-    sha256: str
-    moved: bool = False        # size or mtime changed while the node hashed it
+    sha256: str | None         # None: not hashed (a stat-only listing)
+    moved: bool = False        # its stat changed while the node hashed it
+    ctime: int = 0
+    ino: int = 0
+
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """What identifies this version of the file without reading it (any write changes ctime)."""
+        return (self.size, self.mtime, self.ctime, self.ino)
 
     @property
     def shown(self) -> str:
@@ -280,15 +291,19 @@ class ListParser:
                 raise ListError("bad size in a stat record")
             lst.hashing = int(size)
         elif kind == b"file":
-            fields = rest.split(b" ", 4)
-            if len(fields) != 5:
+            fields = rest.split(b" ", 6)
+            if len(fields) != 7:
                 raise ListError("bad file record")
-            size, mtime, sha, moved, name = fields
-            if not (_UINT.match(size) and _UINT.match(mtime) and _HEX64.match(sha) and moved in (b"0", b"1")):
-                if _UINT.match(size) and _UINT.match(mtime) and not sha:
+            size, mtime, ctime, ino, sha, moved, name = fields
+            if not all(_UINT.match(v) for v in (size, mtime, ctime, ino)) or moved not in (b"0", b"1"):
+                raise ListError(f"bad file record for {display(name, 60)}")
+            if sha == b"-":
+                sha = None
+            elif not _HEX64.match(sha):
+                if not sha:
                     lst.skipped.append((name, "could not be read (sha256 failed)"))
                     return
-                raise ListError(f"bad file record for {display(name, 60)}")
+                raise ListError(f"bad sha256 for {display(name, 60)}")
             lst.hashing = 0
             lst.hashed += 1
             path, why = normalize(name)
@@ -300,7 +315,8 @@ class ListParser:
             if len(lst.files) >= MAX_FILES:
                 raise ListError(f"more than {MAX_FILES} files")
             self._seen.add(path)
-            lst.files.append(RemoteFile(path, int(size), int(mtime), sha.decode(), moved == b"1"))
+            lst.files.append(RemoteFile(path, int(size), int(mtime), sha.decode() if sha else None, moved == b"1",
+                                        int(ctime), int(ino)))
         elif kind == b"skip":
             reason, _, name = rest.partition(b" ")
             if reason not in (b"unreadable", b"vanished"):
@@ -713,6 +729,7 @@ class Manifest:
         self.node_dir = node_dir
         self.path = node_dir / MANIFEST
         self.collected: dict[tuple[bytes, str], list[dict]] = {}
+        self.by_path: dict[bytes, list[dict]] = {}
         try:
             with open(self.path, "rb") as f:
                 for line in f:
@@ -729,6 +746,16 @@ class Manifest:
         key = (unpct(rec["path"]), rec["sha256"])
         rec["_stored"] = os.fsdecode(unpct(rec["stored"]))
         self.collected.setdefault(key, []).append(rec)
+        self.by_path.setdefault(key[0], []).append(rec)
+
+    def known(self, rf: "RemoteFile") -> dict | None:
+        """The newest record of this very version of the file (same size, mtime, ctime and
+        inode: any write changes ctime) whose stored copy is still there."""
+        for rec in reversed(self.by_path.get(rf.path, [])):
+            if (rec.get("size"), rec.get("mtime"), rec.get("ctime"), rec.get("ino")) == rf.version \
+                    and self.lookup(rf.path, rec["sha256"]) is rec:
+                return rec
+        return None
 
     def lookup(self, path: bytes, sha256: str) -> dict | None:
         """The newest record of (path, sha256) whose stored file is still there with its size."""
@@ -1012,9 +1039,10 @@ class CollectLogs(Action):
             return
         run = _NodeRun(node, node_dir)
         self.runs[name] = run
+        run.manifest = await asyncio.to_thread(Manifest, node_dir)  # reads only: nothing made yet
         self.progress(name, "listing", "listing and hashing log files on the node")
         try:
-            listing = await self._retrying(node, lambda: self._list(node))
+            listing = await self._listing(run)
         except NodeError as exc:
             self.result(name, "unreachable" if exc.state in (SSHState.REFUSED, SSHState.UNREACHABLE) else "failed",
                         exc.message)
@@ -1041,6 +1069,12 @@ class CollectLogs(Action):
             if rec is not None and self.prune and not await asyncio.to_thread(self._copy_intact, run, rec):
                 rec = None  # a damaged local copy: collect again (under a new name) before pruning
             if rec is not None:
+                if (rec.get("size"), rec.get("mtime"), rec.get("ctime"), rec.get("ino")) != rf.version:
+                    # same bytes under a new stamp (touched, renamed...): remember this version too,
+                    # so the next run need not hash it again
+                    alias = {k: v for k, v in rec.items() if not k.startswith("_")}
+                    alias.update(size=rf.size, mtime=rf.mtime, ctime=rf.ctime, ino=rf.ino, time=round(time.time(), 3))
+                    await asyncio.to_thread(run.manifest.append, alias, durable=self.durable)
                 run.files.append(FileResult(rf.path, "present", "", rf.size, rec["_stored"], rec.get("stored_size", 0)))
                 continue
             codec = self._codec(rf, listing)
@@ -1135,7 +1169,30 @@ class CollectLogs(Action):
 
     # -- list -------------------------------------------------------------------------------
 
-    async def _list(self, node: Node) -> Listing:
+    async def _listing(self, run: _NodeRun) -> Listing:
+        """The node's log files, each with its sha256. With a manifest (a re-run), the node first
+        only stats them, and hashes just the versions (size, mtime, ctime, inode) not collected
+        yet: a node is not made to re-read hundreds of MB of logs it was already relieved of."""
+        node = run.node
+        if not run.manifest.collected:
+            return await self._retrying(node, lambda: self._list(node, "list"))
+        listing = await self._retrying(node, lambda: self._list(node, "stat"))
+        unknown = []
+        for rf in listing.files:
+            rec = run.manifest.known(rf)
+            if rec is not None:
+                rf.sha256 = rec["sha256"]
+            else:
+                unknown.append(rf)
+        if unknown:
+            hashed = await self._retrying(node, lambda: self._list(node, "hash", [rf.path for rf in unknown]))
+            fresh = {rf.path: rf for rf in hashed.files}
+            listing.files = [fresh.get(rf.path, rf) if rf.sha256 is None else rf for rf in listing.files]
+            listing.files = [rf for rf in listing.files if rf.sha256 is not None]  # vanished meanwhile
+            listing.skipped += [s for s in hashed.skipped if s[1] != "vanished"]
+        return listing
+
+    async def _list(self, node: Node, mode: str, paths: list[bytes] = ()) -> Listing:
         parser = ListParser()
         timeout = self.transport.command_timeout
 
@@ -1145,7 +1202,7 @@ class CollectLogs(Action):
         def idle() -> float:
             return timeout + parser.listing.hashing / HASH_RATE
 
-        script = node_script(node, "list", logs=self.fleet.service.logs)
+        script = node_script(node, mode, logs=self.fleet.service.logs, words=list(paths))
         status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", NODE_BOUND), sink,
                                         idle=idle, input=script)
         try:
@@ -1162,7 +1219,6 @@ class CollectLogs(Action):
             ensure_dirs(run.dir, [PARTIAL_DIR])
         except OSError as exc:
             raise local_error(exc, run.dir) from None
-        run.manifest = Manifest(run.dir)
 
     def _partial_paths(self, run: _NodeRun, path: bytes) -> tuple[Path, Path]:
         h = hashlib.sha256(path).hexdigest()[:32]
@@ -1245,7 +1301,8 @@ class CollectLogs(Action):
     def _record(self, run: _NodeRun, identity: dict, final: str, part: Path) -> dict:
         rec = {
             "kind": "collected", "path": identity["path"], "sha256": identity["sha256"], "size": identity["size"],
-            "mtime": identity.get("mtime"), "codec": identity["codec"], "stored": pct(os.fsencode(final)),
+            "mtime": identity.get("mtime"), "ctime": identity.get("ctime"), "ino": identity.get("ino"),
+            "codec": identity["codec"], "stored": pct(os.fsencode(final)),
             "stored_size": os.path.getsize(part), "stored_sha256": identity.get("stored_sha256") or file_sha256(part),
             "time": round(time.time(), 3),
         }
@@ -1298,7 +1355,8 @@ class CollectLogs(Action):
     async def _transfer(self, run: _NodeRun, rf: RemoteFile, codec: str) -> FileResult:
         node = run.node
         part, idx = self._partial_paths(run, rf.path)
-        identity = {"path": pct(rf.path), "size": rf.size, "mtime": rf.mtime, "sha256": rf.sha256, "codec": codec}
+        identity = {"path": pct(rf.path), "size": rf.size, "mtime": rf.mtime, "ctime": rf.ctime, "ino": rf.ino,
+                    "sha256": rf.sha256, "codec": codec}
         try:
             raw_done, comp_done, final = await asyncio.to_thread(self._open_partial, part, idx, identity)
         except OSError as exc:

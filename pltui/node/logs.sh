@@ -2,24 +2,27 @@
 #
 # Sent by pltui on stdin to `sh -s`, with these variables assigned (shell-quoted) before it:
 #   ROOT   the service root; relative paths below are relative to it
-#   MODE   list | prune
-#   LOGS   (list) newline-separated glob patterns; a pattern matching a directory takes every
-#          regular file below it. Symbolic links are never followed nor listed.
-# and, for prune, the positional parameters (`set -- SIZE MTIME SHA256 PATH ...`, four words per
-# file, every word shell-quoted by pltui).
+#   MODE   list | stat | hash | prune
+#   LOGS   (list, stat) newline-separated glob patterns; a pattern matching a directory takes
+#          every regular file below it. Symbolic links are never followed nor listed.
+# and the positional parameters: for hash, the files to hash (`set -- PATH ...`); for prune,
+# `set -- SIZE MTIME SHA256 PATH ...` (four words per file). pltui shell-quotes every word.
 #
-# The node's file names may hold any byte but NUL, so `list` ends every record with a NUL byte
-# and puts the name last; pltui parses it strictly (pltui/actions/logs.py) and treats every byte
-# as hostile. A name is never echoed back by `prune`: its records name a file by its index.
+# The node's file names may hold any byte but NUL, so list/stat/hash end every record with a
+# NUL byte and put the name last; pltui parses it strictly (pltui/actions/logs.py) and treats
+# every byte as hostile. A name is never echoed back by `prune`: its records name a file by its
+# index.
 #
-# list records (NUL-terminated):
+# list / stat / hash records (NUL-terminated):
 #   pltui-logs 1
 #   tools SUM BIGSUM NICE CODEC...     SUM: sha256 tool for small files, BIGSUM: for >= 4 MiB
 #                                      (openssl is fastest with SHA extensions, but slow to start),
 #                                      NICE: nice|-, CODEC: zstd, gzip (compressors found)
-#   stat SIZE MTIME PATH               about to hash PATH (pltui bounds its wait by SIZE)
-#   file SIZE MTIME SHA256 MOVED PATH  sha256 of the first SIZE bytes; MOVED 1 when size or
-#                                      mtime changed while hashing (the file is being written)
+#   stat SIZE PATH                     about to hash PATH (pltui bounds its wait by SIZE)
+#   file SIZE MTIME CTIME INODE SHA256 MOVED PATH
+#                                      SHA256 of the first SIZE bytes ("-" in stat mode: not
+#                                      hashed); MOVED 1 when stat changed while hashing (the file
+#                                      is being written)
 #   skip REASON PATH                   REASON: unreadable | vanished
 #   error REASON                       REASON: noroot | nostat | nosum (nothing else follows)
 #   end
@@ -122,25 +125,36 @@ done
 printf 'pltui-logs 1\0'
 printf 'tools %s %s %s%s\0' "$SUMTOOL" "$BIGSUM" "$NICE" "$CODECS"
 
-# EMIT: one record per regular file named in "$@" (run here by eval, and by find -exec sh -c)
+# EMIT: one record per regular file named in "$@" (run here by eval, and by find -exec sh -c);
+# with HASH=0 only its stat (a re-run: pltui hashes only the versions it has not collected)
 EMIT=$SUM256'
 for f do
     case $f in /*) p=$f ;; *) p=./$f ;; esac
     if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
     if [ ! -r "$p" ]; then printf "skip unreadable %s\0" "$f"; continue; fi
-    st=$(stat -c "%s %Y" -- "$p" 2>/dev/null) || { printf "skip vanished %s\0" "$f"; continue; }
-    size=${st% *} mtime=${st#* }
-    printf "stat %s %s %s\0" "$size" "$mtime" "$f"
+    st=$(stat -c "%s %Y %Z %i" -- "$p" 2>/dev/null) || { printf "skip vanished %s\0" "$f"; continue; }
+    size=${st%% *}
+    if [ "$HASH" = 0 ]; then printf "file %s - 0 %s\0" "$st" "$f"; continue; fi
+    printf "stat %s %s\0" "$size" "$f"
     sum=$(sumall "$p" "$size")
-    st2=$(stat -c "%s %Y" -- "$p" 2>/dev/null)
+    st2=$(stat -c "%s %Y %Z %i" -- "$p" 2>/dev/null)
     moved=0
     if [ "$st2" != "$st" ]; then
         moved=1
         sum=$(sum256 "$p" "$size")
     fi
-    printf "file %s %s %s %s %s\0" "$size" "$mtime" "$sum" "$moved" "$f"
+    printf "file %s %s %s %s\0" "$st" "$sum" "$moved" "$f"
 done'
 export EMIT
+HASH=1
+[ "$MODE" = stat ] && HASH=0
+export HASH
+
+if [ "$MODE" = hash ]; then  # the files named in the arguments
+    eval "$EMIT"
+    printf 'end\0'
+    exit 0
+fi
 
 set -f      # the patterns are globbed once, below, and never their results
 IFS=$NL
