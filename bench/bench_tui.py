@@ -27,7 +27,6 @@ import os
 import pty
 import select
 import signal
-import statistics
 import struct
 import subprocess
 import sys

@@ -25,9 +25,9 @@ async def _run(args, fleet, names) -> int:
     try:
         app = ConsoleApp(engine, readonly=args.readonly, theme=args.theme, state_dir=args.state)
         if engine.store_error:
-            app._startup_notes.append(("error", f"history disabled: {engine.store_error}"))
+            app.add_startup_note("error", f"history disabled: {engine.store_error}")
         if engine.transport.nofile_warning:
-            app._startup_notes.append(("warning", engine.transport.nofile_warning))
+            app.add_startup_note("warning", engine.transport.nofile_warning)
         await app.run_async(mouse=not args.no_mouse)
         return app.return_code or 0
     finally:

@@ -2,8 +2,9 @@
 
 Engine events arrive on a queue read by one worker (`_pump`). The pump only records what
 changed (dirty nodes, event lines, action runs) and schedules a flush; the flush applies
-everything in one `batch_update()` at most `1 / flush_interval` times a second. No timer runs
-when nothing changed, except the header's 1 s clock (which touches the screen only when its
+everything in one `batch_update()` at most `1 / flush_interval` times a second, at most
+FLUSH_ROWS rows at a time (those on screen first). No timer does work when nothing changed,
+except the header's 1 s clock and the 30 s "seen" clock (both touch the screen only when their
 text changes) and a progress poll while an action runs.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from rich.text import Text
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
@@ -26,8 +27,8 @@ from pltui.sanitize import clean_line
 from pltui.sweep import Engine
 from pltui.tui import settings, themes
 from pltui.tui.cells import AGE_TICK
-from pltui.tui.commands import CommandError, parse
-from pltui.tui.dispatch import SPECS, ActionRun
+from pltui.tui.commands import CommandLine
+from pltui.tui.dispatch import ActionRun
 from pltui.tui.operations import Operations
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.screens.detail import DetailScreen
@@ -43,7 +44,7 @@ FLUSH_INTERVAL = 0.25
 FLUSH_ROWS = 300       # rows recomputed per flush at most (rows on screen first); the rest next time
 
 
-class ConsoleApp(Operations, App):
+class ConsoleApp(CommandLine, Operations, App):
     CSS_PATH = Path(__file__).with_name("pltui.tcss")   # absolute: subclasses live elsewhere
     TITLE = "pltui"
     BINDINGS = [
@@ -136,6 +137,10 @@ class ConsoleApp(Operations, App):
             return
         self.theme = name
         self.notify(f"theme {name}")
+
+    def add_startup_note(self, level: str, message: str) -> None:
+        """A notification shown once the console is up (store or file-descriptor warnings)."""
+        self._startup_notes.append((level, message))
 
     # -- screens ----------------------------------------------------------------------------
 
@@ -282,75 +287,6 @@ class ConsoleApp(Operations, App):
             self._dirty.update(self.view.names)
             self.schedule_flush()
         self.refresh_header()
-
-    # -- the command line and the palette --------------------------------------------------
-
-    def run_command(self, line: str) -> None:
-        try:
-            command = parse(line)
-        except CommandError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        if command is None:
-            return
-        main = self.main
-        name, args = command.name, command.args
-        if name in SPECS:
-            self.start_action(name, command.rest or None)
-        elif name == "heal":
-            self.start_heal()
-        elif name == "sweep":
-            self.sweep_now(False)
-        elif name == "checksums":
-            self.sweep_now(True)
-        elif name in ("mark", "unmark") and main is not None:
-            main.mark_expr(command.rest, name == "mark")
-        elif name == "group":
-            self.save_marked_group(args[1])
-        elif name == "filter" and main is not None:
-            main.apply_filter(command.rest)
-        elif name == "sort" and main is not None:
-            from pltui.tui.cells import SORTABLE
-
-            column = {"proto": "protocol", "sums": "checksums", "name": "node"}.get(args[0], args[0])
-            if column not in SORTABLE:
-                self.notify(f"no column {args[0]!r}; one of {', '.join(SORTABLE)}", severity="error")
-            else:
-                main.set_sort(column, len(args) > 1 and args[1] == "desc")
-        elif name == "theme":
-            if args:
-                self.set_theme(args[0])
-            else:
-                self.action_choose_theme()
-        elif name == "events" and main is not None:
-            main.action_toggle_events()
-        elif name == "pause":
-            self.set_paused(not self.view.paused)
-        elif name == "help":
-            self.action_help()
-        elif name == "progress":
-            self.show_progress()
-        elif name == "quit":
-            self.action_quit_console()
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("pltui: sweep now", "Sweep every node now (s)", lambda: self.sweep_now(False))
-        yield SystemCommand("pltui: checksum sweep now", "Sweep with file checksums (S)", lambda: self.sweep_now(True))
-        yield SystemCommand("pltui: choose theme", "Switch the console's theme (t)", self.action_choose_theme)
-        yield SystemCommand("pltui: help", "Every key and command (?)", self.action_help)
-        yield SystemCommand("pltui: toggle event pane", "Notices, heals, actions, errors (e)",
-                            lambda: self.run_command("events"))
-        yield SystemCommand("pltui: pause / unpause the view", "Freeze the table (Z)", lambda: self.run_command("pause"))
-        if not self.view.readonly:
-            yield SystemCommand("pltui: heal now", "Restart dead node monitors on the selection (h)", self.start_heal)
-        for spec in SPECS.values():
-            if self.view.readonly and spec.mutating:
-                continue
-            yield SystemCommand(f"pltui: {spec.name}", f"{spec.title} the selection ({spec.key})",
-                                lambda name=spec.name: self.start_action(name))
-        for name in self.pltui_themes:
-            yield SystemCommand(f"pltui: theme {name}", "Switch theme", lambda n=name: self.set_theme(n))
 
     # -- quitting ---------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Callable, Iterable
 
 from rich.style import Style
 
-from pltui.model import Health
 from pltui.nodesets import Selector, fold
 from pltui.sweep import Engine
 from pltui.tui.cells import COLUMNS, Context, row_cells, sort_key

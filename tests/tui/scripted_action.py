@@ -42,7 +42,7 @@ class ScriptedRollout(Action):
                 for node in self.rest:
                     self.results.setdefault(node, NodeResult(node, "untouched", "stopped at the gate"))
                 return self.report(stopped_because="the operator stopped at the gate before production")
-        self.progress(None, "stage", f"production: batch 1/2 (1 node)")
+        self.progress(None, "stage", "production: batch 1/2 (1 node)")
 
         async def work(node: str) -> None:
             self.progress(node, "swapping", "release 2.5.0")

@@ -3,7 +3,6 @@ console shows what it finds, including a node that prints hostile garbage."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 

@@ -8,7 +8,7 @@ import dataclasses
 from conftest import screen_text, wait_for
 from fleetdata import FROZEN_NOW, feed, status_for
 
-from pltui.model import Notice, NodeUpdated, SSHState
+from pltui.model import NodeUpdated, SSHState
 from pltui.tui.screens.help import HelpScreen
 from pltui.tui.screens.prompt import ChoiceScreen, PromptScreen
 
