@@ -275,3 +275,20 @@ async def test_seen_column_ages_without_node_updates(engine, console):
         assert "5m" in screen_text(app)
         await pilot.pause(1.2)                                # the header's own 1 s clock
         assert "swept 5m ago, next due now" in app.main.header.render().plain
+
+
+async def test_filter_membership_follows_updates(engine, console):
+    app = console(engine)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await fed(pilot, engine)
+        app.main.apply_filter("refused")
+        await pilot.pause()
+        table = app.main.table
+        assert sorted(table.shown) == ["node11", "node23"]
+        app.main.table.go_to("node23")
+        for name, state in (("node02", SSHState.REFUSED), ("node11", SSHState.OK)):
+            status = dataclasses.replace(engine.statuses[name], ssh=state, latency_ms=3.0)
+            engine.statuses[name] = status
+            engine.emit(NodeUpdated(status=status))
+        assert await wait_for(pilot, lambda: sorted(table.shown) == ["node02", "node23"])
+        assert table.cursor_node == "node23" and table.shown == ["node02", "node23"]   # fleet order kept
