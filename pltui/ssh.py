@@ -98,7 +98,19 @@ class HostKeys:
         return self._known
 
     def match(self, host: str, addr: str, port: int | None):
-        return self._load().match(host, addr, port)
+        known = self._load()
+        result = known.match(host, addr, port)
+        if port and port != 22:
+            # asyncssh looks a non-default port up again without it when no *trusted* key is
+            # recorded for host:port, and so loses the @revoked keys recorded for host:port:
+            # keep them (a revoked key must be refused, and never recorded under accept-new).
+            result = [list(part) for part in result]
+            for name in {host, addr} - {""}:
+                exact = known.match(f"[{name}]:{port}", "", None)
+                for index in (2, 4, 6):  # revoked keys, revoked certificates, revoked subjects
+                    result[index] += [k for k in exact[index] if k not in result[index]]
+            result = tuple(result)
+        return result
 
     def knows(self, host: str, port: int) -> bool:
         keys = self.match(host, host, port)
