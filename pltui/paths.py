@@ -24,5 +24,8 @@ def fleet_dir(root: Path, fleet_name: str, fleet_path: Path | None) -> Path:
     fleets that share a name never share state. Created private (0700): it holds the audit log."""
     tag = hashlib.sha256(str(fleet_path or fleet_name).encode()).hexdigest()[:8]
     path = root / "fleets" / f"{fleet_name}-{tag}"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        pass  # unusable (a file in the way, no permission, full disk): opening the store says why
     return path

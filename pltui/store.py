@@ -93,21 +93,36 @@ class Store:
         self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"state directory {self.path.parent}: {exc.strerror or exc}") from None
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
             if "not a database" not in str(exc) and "malformed" not in str(exc):
                 raise StoreError(f"state database {self.path}: {exc}") from None
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            os.replace(self.path, aside)
-            for suffix in ("-wal", "-shm"):
-                extra = Path(str(self.path) + suffix)
-                if extra.exists():
-                    os.replace(extra, Path(str(aside) + suffix))
+            for n in range(1, 1000):  # never over an earlier one
+                if not aside.exists():
+                    break
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{n}")
+            try:
+                os.replace(self.path, aside)
+                for suffix in ("-wal", "-shm"):
+                    extra = Path(str(self.path) + suffix)
+                    if extra.exists():
+                        os.replace(extra, Path(str(aside) + suffix))
+            except OSError as err:
+                raise StoreError(f"state database {self.path} is corrupt ({exc}) and cannot be moved aside: "
+                                 f"{err.strerror or err}") from None
             self.notice = f"state database {self.path} was corrupt; moved aside to {aside.name}, started a new one"
             try:
-                return self._connect()
+                db = self._connect()
+                # in the new database too: whoever opens it next can still see what happened
+                db.execute("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
+                           (time.time(), "warning", None, "store", self.notice))
+                return db
             except sqlite3.DatabaseError as exc2:
                 raise StoreError(f"state database {self.path}: {exc2}") from None
 
@@ -118,7 +133,10 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             db.executescript(SCHEMA)
-            db.execute("PRAGMA quick_check(1)").fetchone()
+            # quick_check reports damage as a row (it raises only when it cannot read at all)
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict is None or verdict[0] != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict[0] if verdict else 'no answer'})")
         except sqlite3.DatabaseError:
             db.close()
             raise
