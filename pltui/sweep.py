@@ -31,6 +31,11 @@ from pltui.store import Store, StoreError, operator
 
 CHECKSUM_TIMEOUT_FACTOR = 4
 FOLLOW_POLL = 1.0
+# The state database is written on the event loop: a database another process keeps locked must
+# not stall the sweep once per write. Wait at most STORE_TIMEOUT for it, and after a failure
+# leave it alone for STORE_BACKOFF (the history of that time is not saved, and that is said).
+STORE_TIMEOUT = 1.5
+STORE_BACKOFF = 15.0
 
 
 class SweepLock:
@@ -39,11 +44,18 @@ class SweepLock:
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        self.error: str | None = None
 
     def try_acquire(self) -> bool:
+        """True when this process may run the sweep loop: it holds the lock, or the lock cannot
+        exist (unusable state directory: then nobody can share results, each process sweeps)."""
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            self.error = f"cannot create {self.path}: {exc.strerror or exc}"
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -89,11 +101,15 @@ class Engine:
         self.dir = fleet_dir(state_root(state_dir), fleet.name, fleet.path)
         self.store = store
         self.store_error: str | None = None
+        self.store_notice: str | None = None  # e.g. a corrupt database was moved aside
+        self._store_retry = 0.0
         if self.store is None:
             try:
-                self.store = Store(self.dir / "pltui.db")
+                self.store = Store(self.dir / "pltui.db", timeout=STORE_TIMEOUT)
             except StoreError as exc:
                 self.store_error = str(exc)
+            else:
+                self.store_notice = self.store.notice
         self.lock = SweepLock(self.dir / "sweep.lock")
         self.statuses: dict[str, NodeStatus] = {n: NodeStatus(node=n) for n in self.nodes}
         self.consensus = consensus_mod.Consensus()
@@ -136,11 +152,12 @@ class Engine:
         self._store_call(lambda s: s.event(level, kind, message, node))
 
     def _store_call(self, fn):
-        if self.store is None:
+        if self.store is None or time.monotonic() < self._store_retry:
             return None
         try:
             result = fn(self.store)
         except StoreError as exc:
+            self._store_retry = time.monotonic() + STORE_BACKOFF
             if self.store_error != str(exc):
                 self.store_error = str(exc)
                 self.emit(Notice(level="error", message=f"history not saved: {exc}"))
@@ -313,6 +330,10 @@ class Engine:
         checksum_interval = self.fleet.sweep.checksum_interval
         last_checksum = self._last_checksum_time()
         announced_follow = False
+        if self.store_notice:
+            self.notice("warning", self.store_notice, kind="store")
+        if self.store_error:
+            self.emit(Notice(level="error", message=f"history not saved: {self.store_error}"))
         while True:
             if not self.lock.try_acquire():
                 if not announced_follow:

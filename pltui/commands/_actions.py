@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from pltui.actions.base import Action, ActionReport
+from pltui.actions.base import Action, ActionError, ActionReport
 from pltui.cli import err, out, print_json
 from pltui.fleet import Fleet
 from pltui.model import ActionProgress, Event
@@ -15,13 +15,21 @@ from pltui.ssh import Transport
 from pltui.store import Store, StoreError
 
 
-def open_store(fleet: Fleet, state: str | None) -> Store | None:
-    """The fleet's store, or None (with a warning) when it cannot be used: the action still runs."""
+def open_store(fleet: Fleet, state: str | None, *, need_locks: bool = False) -> Store | None:
+    """The fleet's store, or None (with a warning) when it cannot be used: a read-only action still
+    runs. With `need_locks` (the action changes nodes) it is refused instead (ActionError): without
+    the store's node locks it could collide with another operator's action on the same nodes."""
     try:
-        return Store(fleet_dir(state_root(state), fleet.name, fleet.path) / "pltui.db")
+        store = Store(fleet_dir(state_root(state), fleet.name, fleet.path) / "pltui.db")
     except (StoreError, OSError) as exc:
-        err(f"pltui: warning: no audit log or node locks this run: {exc}")
+        if need_locks:
+            raise ActionError(f"cannot take node locks, so another operator's action could collide with this one: "
+                              f"{exc}") from None
+        err(f"pltui: warning: no audit log this run: {exc}")
         return None
+    if store.notice:
+        err(f"pltui: warning: {store.notice}")
+    return store
 
 
 def progress_printer(enabled: bool) -> Callable[[Event], None]:
@@ -35,10 +43,12 @@ def progress_printer(enabled: bool) -> Callable[[Event], None]:
 
 
 async def run_action(fleet: Fleet, names: list[str], args, factory: Callable[..., Action]) -> ActionReport:
-    store = open_store(fleet, getattr(args, "state", None))
     transport = Transport(fleet)
+    store = None
     try:
-        action = factory(fleet, transport, store, names, emit=progress_printer(not args.json))
+        action = factory(fleet, transport, None, names, emit=progress_printer(not args.json))
+        store = open_store(fleet, getattr(args, "state", None), need_locks=action.mutating)
+        action.store = store
         return await action.run()
     finally:
         await transport.close()

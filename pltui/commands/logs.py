@@ -83,7 +83,7 @@ async def _run(args, fleet, names, live):
     from pltui.commands._actions import open_store
     from pltui.ssh import Transport
 
-    store = open_store(fleet, args.state)
+    store = open_store(fleet, args.state, need_locks=args.prune)  # --prune deletes on nodes: locks needed
     transport = Transport(fleet)
     try:
         action = CollectLogs(fleet, transport, store, names, dest=args.dest, prune=args.prune,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, add_fleet_arg, add_json_arg, add_selection_args, load_fleet, out,
-                       print_json, select)
+from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_json_arg, add_selection_args, err,
+                       load_fleet, out, print_json, select)
 from pltui.durations import format_duration
 from pltui.format import human_bytes, procs_cell
 from pltui.model import Health
@@ -78,15 +78,18 @@ def print_table(engine: Engine, names: list[str], summary: dict) -> None:
 
 async def _sweep(args, fleet, names) -> int:
     engine = Engine(fleet, state_dir=args.state, nodes=names, heal=args.heal)
+    # Warnings go to stderr: stdout stays the table, or one JSON document per sweep.
+    if engine.store_notice:
+        err(f"pltui: warning: {engine.store_notice}")
     if engine.store_error:
-        out(f"warning: {engine.store_error}")
+        err(f"pltui: warning: {engine.store_error}")
     if engine.transport.nofile_warning:
-        out(f"warning: {engine.transport.nofile_warning}")
+        err(f"pltui: warning: {engine.transport.nofile_warning}")
     try:
         while True:
             summary = await engine.sweep(checksums=args.checksums)
             if engine.store_error:
-                out(f"warning: history not saved: {engine.store_error}")
+                err(f"pltui: warning: history not saved: {engine.store_error}")
             if args.json:
                 print_json(sweep_document(engine, names, summary))
             else:
@@ -109,15 +112,22 @@ def run_sweep(args) -> int:
 
 def run_history(args) -> int:
     from pltui.paths import fleet_dir, state_root
-    from pltui.store import Store
+    from pltui.store import Store, StoreError
 
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
-    store = Store(fleet_dir(state_root(args.state), fleet.name, fleet.path) / "pltui.db")
     try:
-        rows = store.history(names, limit=args.limit)
-    finally:
-        store.close()
+        store = Store(fleet_dir(state_root(args.state), fleet.name, fleet.path) / "pltui.db")
+        if store.notice:
+            err(f"pltui: warning: {store.notice}")
+        try:
+            rows = store.history(names, limit=args.limit)
+        finally:
+            store.close()
+    except StoreError as exc:
+        raise UsageError(f"cannot read the history: {exc}") from None
     if args.json:
         print_json({"fleet": fleet.name, "history": rows})
         return EXIT_OK
