@@ -31,6 +31,9 @@ from pltui.model import SSHState
 from pltui.sanitize import clean_line
 
 DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
+# File descriptors kept free for everything but pooled connections (the state database, SFTP
+# downloads to local files, subprocesses, the event loop, the terminal).
+FD_RESERVE = 128
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's per-packet chacha20-poly1305.
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                    "aes128-ctr", "aes192-ctr", "aes256-ctr"]
@@ -156,15 +159,25 @@ class Transport:
         self.connect_timeout = connect_timeout or s.connect_timeout
         self.command_timeout = command_timeout or s.command_timeout
         self.host_keys = HostKeys(s.known_hosts, s.host_key_policy)
-        self.fanout = asyncio.Semaphore(s.fanout)
+        self.nofile, self.nofile_warning = raise_nofile_limit(s.fanout * 2 + len(fleet.nodes) + FD_RESERVE + 128)
+        # Each pooled connection holds a socket: under a low open-file limit keep fewer open (the
+        # least recently used idle ones are closed, and reopened when needed) instead of failing
+        # nodes with "Too many open files".
+        self.pool_limit: int | None = None
+        if 0 < self.nofile < len(fleet.nodes) + FD_RESERVE + 16:
+            self.pool_limit = max(4, self.nofile - FD_RESERVE) if self.nofile > 2 * FD_RESERVE else max(4, self.nofile // 2)
+            if self.nofile_warning:
+                self.nofile_warning += (f"; keeping at most {self.pool_limit} connections open "
+                                        f"(idle ones are closed and reopened as needed)")
+        self.fanout = asyncio.Semaphore(min(s.fanout, self.pool_limit or s.fanout))
         self.handshakes = asyncio.Semaphore(s.handshakes)
-        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}  # least recently used first
+        self._in_use: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
         self._jump_lock = asyncio.Lock()
         self._keys: dict[str, list] = {}
         self._config = [s.config] if s.config else ()
-        self.nofile, self.nofile_warning = raise_nofile_limit(s.fanout * 2 + len(fleet.nodes) + 256)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -252,6 +265,7 @@ class Transport:
         """The pooled connection to `node`, opened (or re-opened when dead) as needed."""
         conn = self._conns.get(node.name)
         if conn is not None and not conn.is_closed():
+            self._conns[node.name] = self._conns.pop(node.name)  # most recently used last
             return conn
         lock = self._locks.setdefault(node.name, asyncio.Lock())
         async with lock:
@@ -259,10 +273,40 @@ class Transport:
             if conn is not None and not conn.is_closed():
                 return conn
             self._conns.pop(node.name, None)
+            self._make_room()
             tunnel = await self._jump(node.proxy_jump, node) if node.proxy_jump else None
             conn = await self._open(node, tunnel)
             self._conns[node.name] = conn
             return conn
+
+    def _make_room(self) -> None:
+        """Under `pool_limit`, close the least recently used idle connections to make room for one."""
+        if self.pool_limit is None:
+            return
+        for name in [n for n, c in self._conns.items() if c.is_closed()]:
+            del self._conns[name]
+        excess = len(self._conns) + 1 - self.pool_limit
+        for name in list(self._conns):
+            if excess <= 0:
+                break
+            if self._in_use.get(name):
+                continue
+            self._conns.pop(name).close()
+            excess -= 1
+
+    @asynccontextmanager
+    async def _using(self, node: Node) -> AsyncIterator[asyncssh.SSHClientConnection]:
+        """The node's connection, kept from being closed to make room while in use."""
+        conn = await self.connection(node)
+        self._in_use[node.name] = self._in_use.get(node.name, 0) + 1
+        try:
+            yield conn
+        finally:
+            left = self._in_use[node.name] - 1
+            if left:
+                self._in_use[node.name] = left
+            else:
+                del self._in_use[node.name]
 
     def drop(self, node_name: str) -> None:
         """Forget (and close) the pooled connection of a node, e.g. after an error."""
@@ -308,10 +352,11 @@ class Transport:
         async with self.fanout:
             for attempt in (1, 2):
                 reused = self._is_pooled(node.name)
-                conn = await self.connection(node)
                 started = time.monotonic()
+                launched: list[bool] = []
                 try:
-                    return await self._exec(conn, command, input, timeout, max_output, started)
+                    async with self._using(node) as conn:
+                        return await self._exec(conn, command, input, timeout, max_output, started, launched)
                 except NodeError:
                     raise
                 except (asyncio.TimeoutError, TimeoutError):
@@ -319,8 +364,11 @@ class Transport:
                 except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
                         BrokenPipeError, ConnectionError) as exc:
                     self.drop(node.name)
-                    if reused and attempt == 1 and _before_output(exc):
-                        continue  # a pooled connection that died while idle: reconnect once
+                    if reused and attempt == 1 and not launched:
+                        # A pooled connection that died while idle: the command never started, so
+                        # reconnect once. Once it was launched it may have run (partly): never
+                        # run it a second time.
+                        continue
                     reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
                     raise NodeError(SSHState.ERROR, f"connection lost while running a command: {reason}") from None
                 except asyncssh.Error as exc:
@@ -332,8 +380,9 @@ class Transport:
         conn = self._conns.get(name)
         return conn is not None and not conn.is_closed()
 
-    async def _exec(self, conn, command, input, timeout, max_output, started) -> ExecResult:
+    async def _exec(self, conn, command, input, timeout, max_output, started, launched: list) -> ExecResult:
         async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
+            launched.append(True)  # the exec request was accepted: the command runs on the node
             out = bytearray()
             err = bytearray()
             truncated = False
@@ -379,8 +428,7 @@ class Transport:
     @asynccontextmanager
     async def sftp(self, node: Node) -> AsyncIterator[asyncssh.SFTPClient]:
         """An SFTP session on the node's pooled connection."""
-        async with self.fanout:
-            conn = await self.connection(node)
+        async with self.fanout, self._using(node) as conn:
             try:
                 async with conn.start_sftp_client() as client:
                     yield client
@@ -396,12 +444,6 @@ class Transport:
         async with self.fanout:
             await self.connection(node)
         return (time.monotonic() - started) * 1000
-
-
-def _before_output(exc: BaseException) -> bool:
-    """True for failures that mean the command never started (safe to retry on a new connection)."""
-    return isinstance(exc, (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
-                            BrokenPipeError, ConnectionResetError))
 
 
 def bounded(command: str, timeout: float) -> str:
