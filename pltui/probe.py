@@ -193,7 +193,6 @@ def parse(output: bytes, fleet: Fleet, node: Node, *, checksums: bool) -> NodeSt
                 raise ProbeError(f"line {line_no}: bad file digest record")
             if digest.startswith("\\"):
                 name = _unescape_gnu(name)
-            name = name.removeprefix("*")
             if len(digests) >= MAX_FILES:
                 raise ProbeError(f"more than {MAX_FILES} important files")
             digests[name] = match.group(1)

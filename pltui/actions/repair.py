@@ -95,7 +95,9 @@ def _word(relative: str) -> str:
 
 
 def prepare_command(root: str, relative: str) -> str:
-    """Shell: refuse symlinked parents and non-regular targets, then create the parent dirs."""
+    """Shell: refuse symlinked parents and non-regular targets, create the parent dirs, and remove
+    the uploads an interrupted repair left in the target's directory (`.pltui-repair-*`: ours only,
+    and no other repair runs on the node while we hold its lock)."""
     parts = relative.split("/")
     parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
     checks = ""
@@ -113,6 +115,8 @@ def prepare_command(root: str, relative: str) -> str:
     ]
     if parents:
         lines.append(f"mkdir -p -- {_word(parents[-1])} || exit 4")
+    directory = _word(parents[-1]) if parents else "."
+    lines.append(f'for s in {directory}/.pltui-repair-*; do if [ -f "$s" ] && [ ! -L "$s" ]; then rm -f -- "$s"; fi; done')
     lines.append("echo ready")
     return "\n".join(line for line in lines if line)
 

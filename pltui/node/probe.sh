@@ -46,12 +46,16 @@ free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { printf "%.0f\n", $4 * 1024 }')
 [ -n "$free" ] && echo "disk_free $free"
 
 # Total bytes of log files (GNU and busybox wc take their size from stat, not by reading).
+# Patterns are split on newlines only; their matches are never split (IFS empty while globbing:
+# shells split pathname-expansion results too).
 IFS=$NL
 set --
 for pattern in $LOGS; do
+    IFS=
     for f in $pattern; do
         [ -f "$f" ] && set -- "$@" "$f"
     done
+    IFS=$NL
 done
 unset IFS
 if [ $# -eq 0 ]; then
@@ -90,7 +94,8 @@ if [ -f .pltui/state ]; then
     done
 fi
 
-# Each configured process: is the pid in its pidfile alive?
+# Each configured process: is the pid in its pidfile alive? (No globbing: a pidfile is one path.)
+set -f
 IFS=$NL
 for line in $PROCS; do
     unset IFS
@@ -105,6 +110,7 @@ for line in $PROCS; do
     IFS=$NL
 done
 unset IFS
+set +f
 
 if [ "$CHECKSUMS" = 1 ]; then
     if command -v sha256sum >/dev/null 2>&1; then
@@ -117,30 +123,42 @@ if [ "$CHECKSUMS" = 1 ]; then
         tool=none
     fi
     echo "digest_tool $tool"
-    IFS=$NL
-    set --
-    for pattern in $IMPORTANT; do
-        for f in $pattern; do
-            if [ -f "$f" ]; then
-                set -- "$@" "$f"
-            elif [ -d "$f" ]; then
-                for g in $(find "$f" -type f 2>/dev/null | LC_ALL=C sort); do
-                    set -- "$@" "$g"
-                done
-            fi
+    # Every file matching IMPORTANT, and every file below a matching directory. Names are never
+    # split or re-globbed (find hands them to the digest tool itself), so names holding
+    # newlines, spaces, quotes or glob characters are digested like any other; sha256sum and
+    # shasum escape a newline or backslash in a name (the line then starts with `\`).
+    # `.pltui-repair-*` files are a repair's uploads in flight (renamed into place once
+    # verified, or left behind by an interrupted repair): never part of the service.
+    if [ "$tool" != none ]; then
+        IFS=$NL
+        set --
+        for pattern in $IMPORTANT; do
+            IFS=
+            for f in $pattern; do
+                case ${f##*/} in .pltui-repair-*) continue ;; esac
+                if [ -f "$f" ]; then
+                    set -- "$@" "$f"
+                elif [ -d "$f" ]; then
+                    case $f in -*) f=./$f ;; esac  # never read as an option by find
+                    case $tool in
+                        sha256sum) find "$f" -type f ! -name '.pltui-repair-*' -exec sha256sum -- {} + 2>/dev/null ;;
+                        shasum) find "$f" -type f ! -name '.pltui-repair-*' -exec shasum -a 256 -- {} + 2>/dev/null ;;
+                        # openssl -r prints "DIGEST *NAME" unescaped: a name holding a newline is cut there
+                        openssl) find "$f" -type f ! -name '.pltui-repair-*' -exec openssl dgst -sha256 -r {} + \
+                                     2>/dev/null | sed -n 's/^\([0-9a-f]\{64\}\) \*/\1  /p' ;;
+                    esac
+                fi
+            done
+            IFS=$NL
         done
-    done
-    unset IFS
-    if [ $# -gt 0 ]; then
-        case $tool in
-            sha256sum) sha256sum -- "$@" 2>/dev/null | sed 's/^/file /' ;;
-            shasum) shasum -a 256 -- "$@" 2>/dev/null | sed 's/^/file /' ;;
-            openssl)
-                for f in "$@"; do
-                    d=$(openssl dgst -sha256 -r "$f" 2>/dev/null | cut -d ' ' -f 1)
-                    [ -n "$d" ] && printf 'file %s  %s\n' "$d" "$f"
-                done ;;
-        esac
-    fi
+        unset IFS
+        if [ $# -gt 0 ]; then
+            case $tool in
+                sha256sum) sha256sum -- "$@" 2>/dev/null ;;
+                shasum) shasum -a 256 -- "$@" 2>/dev/null ;;
+                openssl) openssl dgst -sha256 -r "$@" 2>/dev/null | sed -n 's/^\([0-9a-f]\{64\}\) \*/\1  /p' ;;
+            esac
+        fi
+    fi | sed 's/^/file /'
 fi
 echo "end"
