@@ -63,3 +63,12 @@ def clean_line(data: bytes | str | None, limit: int = 256) -> str:
 def is_clean(text: str) -> bool:
     """True when `text` holds no control bytes other than tab and newline."""
     return _CONTROL.search(text) is None
+
+
+def display_name(name: str, limit: int = 200) -> str:
+    """A name from a node (a file path) on one display line: every control character, newline
+    and tab included, shown as a visible `\\xNN` escape, so that a name can neither move the
+    cursor nor start a line of its own that looks like another record."""
+    text = "".join(c if not _CONTROL_NO_NL.match(c) else f"\\x{ord(c):02x}" for c in name)
+    return clean_line(text, limit)
+

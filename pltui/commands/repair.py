@@ -18,6 +18,7 @@ from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_j
                        load_fleet, out, print_json, select)
 from pltui.commands._actions import run_action
 from pltui.nodesets import fold
+from pltui.sanitize import display_name as shown
 
 
 def register(subparsers) -> None:
@@ -46,30 +47,30 @@ def print_human(report, action: RepairAction) -> None:
     for name, result in report.results.items():
         plan = plans.get(name)
         data = result.data
-        out(f"{name}: {result.state}" + (f": {result.message}" if result.message else ""))
+        out(f"{name}: {result.state}" + (f": {shown(result.message, 400)}" if result.message else ""))
         if plan is None:
             continue
         if action.dry_run:
             for fix in plan.fixes:
-                out(f"    would repair {fix.path} ({_short(fix.had)} -> majority {_short(fix.majority)}, "
+                out(f"    would repair {shown(fix.path)} ({_short(fix.had)} -> majority {_short(fix.majority)}, "
                     f"{fix.holders}/{fix.answering} nodes) from one of {fold(fix.sources)}")
         else:
             kept = data.get("kept", {})
             for path in data.get("repaired", []):
-                out(f"    repaired {path}" + (f" (old copy: {kept[path]})" if path in kept else " (was missing)"))
+                out(f"    repaired {shown(path)}" + (f" (old copy: {shown(kept[path])})" if path in kept else " (was missing)"))
             for path, message in data.get("errors", {}).items():
-                out(f"    FAILED {path}: {message}")
+                out(f"    FAILED {shown(path)}: {shown(message, 400)}")
         for path in plan.extra:
-            out(f"    left alone {path}: the majority does not have this file")
+            out(f"    left alone {shown(path)}: the majority does not have this file")
         for path, why in plan.rejected.items():
-            out(f"    left alone {path}: {why}")
+            out(f"    left alone {shown(path)}: {why}")
         still = [p for p in data.get("still_drifted", []) if p not in plan.extra]
         for path in still:
-            out(f"    still drifted {path}")
+            out(f"    still drifted {shown(path)}")
     for track, files in action.no_quorum.items():
         for entry in files:
             split = ", ".join(f"{n} x {d}" for d, n in entry["split"].items())
-            out(f"no quorum in track {track}, not repaired: {entry['path']} ({split})")
+            out(f"no quorum in track {track}, not repaired: {shown(entry['path'])} ({split})")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.get("counts", {}).items()))
     verdict = "plan only" if action.dry_run else ("ok" if report.ok else "NOT OK")
     out(f"repair {report.action_id}: {verdict} ({counts})"
