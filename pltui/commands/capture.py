@@ -7,6 +7,7 @@ errors.
 from __future__ import annotations
 
 import asyncio
+import math
 
 from pltui.actions.base import ActionError
 from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_json_arg, add_selection_args,
@@ -48,8 +49,8 @@ async def _run(args, fleet, names):
 def run_capture(args) -> int:
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
     if not args.paths and not fleet.service.state:
