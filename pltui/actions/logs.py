@@ -850,6 +850,8 @@ class _Sink:
         self.after = after
         self.pending: asyncio.Future | None = None
         self.written = 0
+        self.buffer: list[bytes] = []
+        self.buffered = 0
 
     def _work(self, chunk: bytes) -> None:
         try:
@@ -862,13 +864,25 @@ class _Sink:
         if self.after is not None:
             self.after(chunk)
 
+    BATCH = 1 << 20  # hand the worker ~1 MiB at a time (SSH delivers far smaller pieces)
+
     async def __call__(self, chunk: bytes) -> None:
+        self.buffer.append(chunk)
+        self.buffered += len(chunk)
+        if self.buffered >= self.BATCH:
+            await self._dispatch()
+
+    async def _dispatch(self) -> None:
         if self.pending is not None:
             pending, self.pending = self.pending, None
             await pending
-        self.pending = asyncio.get_running_loop().run_in_executor(None, self._work, chunk)
+        if self.buffered:
+            data = b"".join(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+            self.buffer, self.buffered = [], 0
+            self.pending = asyncio.get_running_loop().run_in_executor(None, self._work, data)
 
     async def drain(self) -> None:
+        await self._dispatch()
         if self.pending is not None:
             pending, self.pending = self.pending, None
             await pending
