@@ -22,6 +22,8 @@ from ClusterShell.NodeUtils import (
     GroupSourceError,
 )
 
+from pltui.sanitize import display_name
+
 _GROUP_REF = re.compile(r"@([A-Za-z0-9_][A-Za-z0-9_.-]*)")
 
 # Upper bound on the nodes one expression may name: `n[1-100000000]` would otherwise make
@@ -116,11 +118,11 @@ def _parse(expr: str, resolver: GroupResolver | None = None) -> NodeSet:
     except GroupResolverSourceError as exc:
         raise NodeSetError(f"bad node set {expr!r}: unknown group source {str(exc)!r} (use '@group')") from None
     except (NodeSetException, GroupResolverError, GroupSourceError) as exc:
-        raise NodeSetError(f"bad node set {expr!r}: {exc}") from None
+        raise NodeSetError(f"bad node set {expr!r}: {display_name(str(exc))}") from None
     except RecursionError:
         raise NodeSetError(f"bad node set {expr!r}: group definitions refer to themselves") from None
     except Exception as exc:  # ClusterShell leaks ValueError, OverflowError, ... on odd input
-        raise NodeSetError(f"bad node set {expr!r}: {exc}") from None
+        raise NodeSetError(f"bad node set {expr!r}: {display_name(str(exc))}") from None
 
 
 def _split_terms(expr: str) -> list[tuple[str, str]] | None:
