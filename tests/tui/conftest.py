@@ -100,4 +100,18 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) 
     return predicate()
 
 
+async def wait_text(pilot, *needles: str, timeout: float = 15.0) -> str:
+    """The screen text once it shows every needle (the screen catches up at the next flush,
+    which a loaded machine may delay); fails with what the screen showed instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = screen_text(pilot.app)
+        if all(n in text for n in needles) or time.monotonic() > deadline:
+            break
+        await pilot.pause(0.1)
+    missing = [n for n in needles if n not in text]
+    assert not missing, f"not on screen: {missing}\n{text}"
+    return text
+
+
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")

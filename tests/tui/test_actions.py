@@ -8,7 +8,7 @@ import asyncio
 import importlib.util
 
 import pytest
-from conftest import screen_text, wait_for
+from conftest import screen_text, wait_for, wait_text
 from fleetdata import feed
 from scripted_action import ScriptedRollout
 
@@ -56,25 +56,18 @@ async def test_rollout_gate_pause_abort_and_report(engine, console, scripted):
         screen = app.screen
         run = screen.job
         assert await wait_for(pilot, lambda: run.control.waiting_at_gate)
-        await pilot.pause(0.7)
-        text = screen_text(app)
-        assert "stage gate: production" in text and "waiting at gate production" in text
-        assert "bytes [" in text and "100%" in text and "3.4M/3.4M" in text
+        await wait_text(pilot, "stage gate: production", "waiting at gate production", "bytes [", "100%", "3.4M/3.4M")
         assert "rollout running (A)" in app.main.header.render().plain
         await pilot.press("y")                                   # go on with the next stage
         assert await wait_for(pilot, lambda: run.states["node04"].state == "swapping")
         await pilot.press("p")                                   # pause
         assert run.control.paused
-        await pilot.pause(0.6)
-        assert "paused" in screen_text(app)
+        await wait_text(pilot, "paused")
         await pilot.press("c")                                   # continue
         assert not run.control.paused
         scripted["release"].set()
         assert await wait_for(pilot, lambda: run.finished)
-        await pilot.pause(0.6)
-        text = screen_text(app)
-        assert "finished with failures" in text and "rolled-back (1): node09" in text
-        assert "done (8): node[01-08]" in text
+        await wait_text(pilot, "finished with failures", "rolled-back (1): node09", "done (8): node[01-08]")
         assert run.report["nodes"]["node09"]["state"] == "rolled-back"
         await pilot.press("escape")
         assert app.screen is app.main
@@ -93,8 +86,7 @@ async def test_stop_at_gate_and_abort(engine, console, scripted):
         assert await wait_for(pilot, lambda: run.control.waiting_at_gate)
         await pilot.press("n")
         assert await wait_for(pilot, lambda: run.finished)
-        await pilot.pause(0.6)
-        assert "stopped at the gate before production" in screen_text(app)
+        await wait_text(pilot, "stopped at the gate before production")
         # another one, aborted while its batch runs
         scripted["release"] = asyncio.Event()
         scripted["gate"] = False
@@ -107,8 +99,7 @@ async def test_stop_at_gate_and_abort(engine, console, scripted):
         assert run2.control.aborted
         scripted["release"].set()
         assert await wait_for(pilot, lambda: run2.finished)
-        await pilot.pause(0.6)
-        assert "aborted by the operator" in screen_text(app)
+        await wait_text(pilot, "aborted by the operator")
         assert any(p.state == "untouched" for p in run2.states.values())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import screen_text, wait_for
+from conftest import screen_text, wait_for, wait_text
 
 from pltui.fleet import load
 from pltui.sweep import Engine
@@ -106,10 +106,7 @@ async def test_exec_confirm_progress_and_grouped_report(make_sim_fleet, tmp_path
             assert await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen))
             run = app.runs[-1]
             assert await wait_for(pilot, lambda: run.finished, timeout=30)
-            await pilot.pause(0.6)
-            text = screen_text(app)
-            assert "finished ok" in text
-            assert "---- sim[001-003] (3) ----" in text and "1.0.0" in text and "[exit 0]" in text
+            await wait_text(pilot, "finished ok", "---- sim[001-003] (3) ----", "1.0.0", "[exit 0]")
             await pilot.press("escape")
             assert app.screen is app.main
             await pilot.press("A")                                  # the last action's screen again
@@ -129,9 +126,8 @@ async def test_restart_through_missing_monitor_reports_failures(make_sim_fleet, 
             assert await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen))
             run = app.runs[-1]
             assert await wait_for(pilot, lambda: run.finished, timeout=30)
-            await pilot.pause(0.6)
             assert run.ok is False and run.states["sim001"].state == "failed"
-            assert "node monitor not installed" in screen_text(app)
+            await wait_text(pilot, "node monitor not installed")
     finally:
         await engine.close()
 
@@ -190,12 +186,10 @@ async def test_real_rollout_plan_confirm_and_progress(make_sim_fleet, tmp_path, 
             assert await wait_for(pilot, lambda: run.control.waiting_at_gate or run.finished, timeout=60)
             if run.control.waiting_at_gate:
                 assert run.states["sim001"].state in ("done", "failed", "rolled-back", "unreachable")
-                await pilot.pause(0.6)
-                assert "stage gate: rest" in screen_text(app)
+                await wait_text(pilot, "stage gate: rest")
                 await pilot.press("n")                               # stop at the gate
             assert await wait_for(pilot, lambda: run.finished, timeout=60)
-            await pilot.pause(0.6)
-            assert "report:" in screen_text(app)
+            await wait_text(pilot, "report:")
             assert run.report is not None and set(run.report["nodes"]) == {"sim001", "sim002", "sim003"}
     finally:
         await engine.close()

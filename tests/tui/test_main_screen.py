@@ -179,7 +179,7 @@ async def test_pause_freezes_the_view(engine, console):
         await pilot.press("down", "space")                    # still navigable and markable
         assert app.view.marks == {"node02"}
         await pilot.press("Z")
-        await wait_for(pilot, lambda: row(app, "node01")["ssh"] == "auth")
+        assert await wait_for(pilot, lambda: row(app, "node01")["ssh"] == "auth")
         assert not app.view.paused
 
 
@@ -208,8 +208,7 @@ async def test_event_pane_help_and_escape(engine, console):
     async with app.run_test(size=(160, 50)) as pilot:
         await fed(pilot, engine)
         engine.notice("error", "disk full on node07", node="node07")
-        await pilot.pause(0.5)
-        assert "1 new event (e)" in app.main.header.render().plain
+        assert await wait_for(pilot, lambda: "1 new event (e)" in app.main.header.render().plain)
         await pilot.press("e")
         pane = app.main.events
         assert pane.display
