@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import wait_for
+from conftest import wait_for, wait_text
 from fleetdata import FROZEN_NOW, feed, make_engine
 from scripted_action import ScriptedRollout
 from test_screens import seed_history
@@ -56,6 +56,7 @@ def test_main_80x24(snap_compare, app_for):
     async def before(pilot):
         await _fed(pilot)
         await pilot.press("down", "down", "space")
+        await wait_text(pilot, "1 marked")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
@@ -68,6 +69,7 @@ def test_main_160x50(snap_compare, app_for):
         pilot.app.run_command("sort checksums")
         await pilot.pause(0.2)
         await pilot.press("e")
+        await wait_text(pilot, "checksum sweep 1 done", "sums ▲")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(160, 50), run_before=before)
@@ -84,6 +86,7 @@ def test_detail(snap_compare, app_for, sync_engine):
         await _fed(pilot)
         pilot.app.main.table.go_to("node09")
         await pilot.press("enter")
+        await wait_text(pilot, "heal failed: connection refused", "last 2h")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(100, 44), run_before=before)
@@ -115,6 +118,7 @@ async def _start_rollout(pilot, answer_gate: str | None = None):
 def test_rollout_confirm(snap_compare, app_for, scripted):
     async def before(pilot):
         await _start_rollout(pilot)
+        await wait_text(pilot, "stage 2 production")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
@@ -125,7 +129,7 @@ def test_rollout_progress_at_gate(snap_compare, app_for, scripted):
         app = await _start_rollout(pilot)
         await pilot.press("y")
         await wait_for(pilot, lambda: bool(app.runs) and app.runs[0].control.waiting_at_gate)
-        await pilot.pause(0.6)
+        await wait_text(pilot, "stage gate: production", "3.4M/3.4M", "done 3")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
@@ -138,7 +142,7 @@ def test_rollout_report(snap_compare, app_for, scripted):
         await wait_for(pilot, lambda: bool(app.runs) and app.runs[0].control.waiting_at_gate)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.runs[0].finished)
-        await pilot.pause(0.6)
+        await wait_text(pilot, "report: finished with failures", "back on 2.4.1")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
