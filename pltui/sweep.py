@@ -127,6 +127,23 @@ class Engine:
         self._busy: set[str] = set()
         self._follow_since = 0.0
         self._followed_sweep: int | None = None
+        self._restore()
+
+    def _restore(self) -> None:
+        """Start from the last known state of each node (from the store), so a console opened
+        between sweeps shows the fleet at once; `observed` tells how old each record is."""
+        rows = self._store_call(lambda s: s.statuses()) or []
+        for _updated, status in rows:
+            if status.node in self.statuses:
+                self.statuses[status.node] = status
+        if rows:
+            self.consensus = consensus_mod.decide(self.statuses.values(),
+                                                  {n: nd.track for n, nd in self.fleet.nodes.items()},
+                                                  self.fleet.sweep.quorum)
+            last = self._store_call(lambda s: s.last_sweep())
+            if last:
+                self.summary = last["summary"]
+                self.last_sweep_end = last["finished"]
 
     # -- events -----------------------------------------------------------------------------
 

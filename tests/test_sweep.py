@@ -278,3 +278,20 @@ async def test_ssh_config_supplies_hostname_port_and_user(fleet5, tmp_path):
         assert status.version == "1.0"
     finally:
         await engine.close()
+
+
+async def test_a_new_engine_starts_from_the_stored_state(fleet5, tmp_path):
+    fleet = fleet_mod.load(fleet5.fleet_path)
+    first = Engine(fleet, state_dir=tmp_path / "state")
+    try:
+        await first.sweep(checksums=True)
+    finally:
+        await first.close()
+    second = Engine(fleet_mod.load(fleet5.fleet_path), state_dir=tmp_path / "state")
+    try:
+        # No sweep yet: statuses, checksums and the last summary come from the store.
+        assert second.statuses["sim001"].ssh == SSHState.OK
+        assert second.statuses["sim001"].digests
+        assert second.summary and second.summary["nodes"] == 5 and second.last_sweep_end
+    finally:
+        await second.close()
