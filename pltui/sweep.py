@@ -245,6 +245,7 @@ class Engine:
             if not checksums and previous is not None and previous.digests is not None:
                 status.digests = previous.digests  # liveness sweeps keep the last checksums
                 status.digests_time = previous.digests_time
+                status.digest_tool = previous.digest_tool
             self.statuses[name] = status
             pending.append(status)
             done += 1

@@ -79,6 +79,7 @@ async def test_checksums_drift_and_cohorts(fleet5, tmp_path):
         # A liveness sweep keeps the last checksums (and so the drift verdicts).
         await engine.sweep()
         assert engine.consensus.drift["sim002"] == ["bin/app"]
+        assert engine.statuses["sim001"].digest_tool == "sha256sum"
     finally:
         await engine.close()
 
