@@ -127,6 +127,7 @@ class Engine:
         self._busy: set[str] = set()
         self._follow_since = 0.0
         self._followed_sweep: int | None = None
+        self._scripts: dict[tuple[str, bool], bytes] = {}  # the fleet never changes under an engine
         self._restore()
 
     def _restore(self) -> None:
@@ -187,7 +188,9 @@ class Engine:
     async def probe_node(self, node: Node, checksums: bool) -> NodeStatus:
         """Probe one node; always returns a status, never raises for the node's trouble."""
         timeout = self.transport.command_timeout * (CHECKSUM_TIMEOUT_FACTOR if checksums else 1)
-        script = probe.build_script(self.fleet, node, checksums=checksums)
+        script = self._scripts.get((node.name, checksums))
+        if script is None:
+            script = self._scripts[(node.name, checksums)] = probe.build_script(self.fleet, node, checksums=checksums)
         started = time.monotonic()
         try:
             result = await self.transport.run(node, probe.PROBE_COMMAND, input=script, timeout=timeout,
