@@ -8,7 +8,7 @@ Plain dataclasses, no I/O. Every string field that came from a node is already s
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -86,7 +86,12 @@ class NodeStatus:
         return Health.UP
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Hand-rolled (not dataclasses.asdict, which deep-copies): this runs for every node
+        # of every sweep.
+        data = dict(self.__dict__)
+        data["processes"] = [dict(p.__dict__) for p in self.processes]
+        if self.digests is not None:
+            data["digests"] = dict(self.digests)
         data["ssh"] = self.ssh.value
         data["health"] = self.health.value
         return data

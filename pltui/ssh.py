@@ -84,9 +84,14 @@ class HostKeys:
         self.policy = policy
         self._mtime: float | None = None
         self._known: asyncssh.SSHKnownHosts | None = None
+        self._checked = 0.0
         self._lock = asyncio.Lock()
 
     def _load(self) -> asyncssh.SSHKnownHosts:
+        now = time.monotonic()
+        if self._known is not None and now - self._checked < 1.0:
+            return self._known  # look at the file at most once a second, not per connection
+        self._checked = now
         try:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
