@@ -15,7 +15,11 @@ ENGINE = [
 def test_engine_and_cli_do_not_import_textual():
     modules = list(ENGINE)
     actions = Path(pltui.__file__).parent / "actions"
-    modules += [f"pltui.actions.{p.stem}" for p in actions.glob("*.py") if p.stem != "__init__"]
+    for path in actions.rglob("*.py"):  # packages too (pltui.actions.logs)
+        parts = path.relative_to(actions).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        if parts:
+            modules.append("pltui.actions." + ".".join(parts))
     code = (
         "import sys, importlib\n"
         f"for name in {sorted(set(modules))!r}:\n"
@@ -31,6 +35,6 @@ def test_engine_and_cli_do_not_import_textual():
 
 def test_engine_sources_never_mention_textual():
     root = Path(pltui.__file__).parent
-    for path in list(root.glob("*.py")) + list((root / "actions").glob("*.py")):
+    for path in list(root.glob("*.py")) + list((root / "actions").rglob("*.py")):
         text = path.read_text()
         assert "import textual" not in text and "from textual" not in text, path

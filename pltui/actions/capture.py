@@ -34,8 +34,10 @@ import time
 from pathlib import Path
 
 from pltui.actions.base import Action, ActionError, ActionReport
-from pltui.actions.logs import (DiskFull, LocalError, _Sink, fsync_dir, local_error, PlainVerifier, sh_quote,
-                                stream_exec)
+from pltui.actions.logs.codecs import PlainVerifier
+from pltui.actions.logs.localstore import DiskFull, FileSink, LocalError, fsync_dir, local_error
+from pltui.actions.logs.names import sh_quote
+from pltui.actions.logs.stream import stream_exec
 from pltui.fleet import NAME_RE
 from pltui.model import SSHState
 from pltui.probe import shell_path
@@ -155,7 +157,7 @@ class CaptureState(Action):
         except OSError as exc:
             self.result(name, "failed", str(local_error(exc, part)))
             return
-        sink = _Sink(fd, PlainVerifier(), hashlib.sha256(), part)
+        sink = FileSink(fd, PlainVerifier(), hashlib.sha256(), part)
         last = [0.0]
 
         async def feed(chunk: bytes) -> None:
@@ -167,17 +169,9 @@ class CaptureState(Action):
 
         ok = False
         try:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", self.timeout), feed,
-                                                    idle=lambda: self.transport.command_timeout, input=script)
-                await sink.drain()
-            except BaseException:
-                try:
-                    await sink.drain()
-                except Exception:
-                    pass
-                raise
+            async with sink.draining(), asyncio.timeout(self.timeout):
+                status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", self.timeout), feed,
+                                                idle=lambda: self.transport.command_timeout, input=script)
             lines = err.decode("utf-8", "replace").splitlines()
             missing = [self.paths[int(l.split()[1]) - 1] for l in lines
                        if l.startswith("pltui-missing ") and l.split()[1].isdigit() and 0 < int(l.split()[1]) <= len(self.paths)]

@@ -42,6 +42,7 @@ from typing import Any, Iterable
 import asyncssh
 
 from pltui.actions.base import Action, ActionReport, Control, Emit
+from pltui.actions.logs.localstore import file_sha256
 from pltui.fleet import Fleet, Node
 from pltui.model import SSHState
 from pltui.nodesets import fold
@@ -150,14 +151,6 @@ def finalize_command(root: str, relative: str, tmp_relative: str, old_relative: 
         'mv -f -- "$tmp" "$t" || fail "cannot move the new copy into place" 9',
         'echo installed',
     ])
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -336,7 +329,7 @@ class RepairAction(Action):
             raise RepairError(f"{source}: SFTP: {clean_line(exc.reason, 200)}") from None
         except (asyncssh.Error, OSError) as exc:
             raise RepairError(f"{source}: {clean_line(str(exc), 200)}") from None
-        got = await asyncio.to_thread(sha256_file, local)
+        got = await asyncio.to_thread(file_sha256, local)
         if got != fix.majority:
             raise RepairError(f"{source}: its copy has sha256 {got[:12]}, not the majority's {fix.majority[:12]} "
                               f"(changed since the sweep?)")

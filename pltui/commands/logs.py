@@ -1,5 +1,5 @@
 """`pltui logs FLEET --dest DIR [--prune]`: collect the nodes' log files, verified (see
-pltui/actions/logs.py). Re-running continues a killed or failed collection and skips what is
+pltui/actions/logs/). Re-running continues a killed or failed collection and skips what is
 already collected. Exit 0 when every selected node's files are all collected, 1 otherwise (a
 node unreachable, a file failed, or the run stopped, e.g. by a full disk), 2 on usage errors.
 """

@@ -9,7 +9,7 @@
 # `set -- SIZE MTIME SHA256 PATH ...` (four words per file). pltui shell-quotes every word.
 #
 # The node's file names may hold any byte but NUL, so list/stat/hash end every record with a
-# NUL byte and put the name last; pltui parses it strictly (pltui/actions/logs.py) and treats
+# NUL byte and put the name last; pltui parses it strictly (pltui/actions/logs/listing.py) and treats
 # every byte as hostile. A name is never echoed back by `prune`: its records name a file by its
 # index.
 #
