@@ -82,7 +82,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if name in view.marks:
         title.append("  marked", ctx.style("marked", bold=True))
     title.append(f"   {clean_line(group_label(view.fleet, name), 64)}   ", ctx.style("muted"))
-    title.append(clean_line(f"{node.user + '@' if node.user else ''}{node.host}:{node.port}  {node.root}", 200),
+    title.append(clean_line(f"{node.user + '@' if node.user else ''}{node.host}:{node.port or 22}  {node.root}", 200),
                  ctx.style("muted"))
 
     probe = Table.grid(padding=(0, 2))
