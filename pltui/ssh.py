@@ -34,6 +34,7 @@ DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 # File descriptors kept free for everything but pooled connections (the state database, SFTP
 # downloads to local files, subprocesses, the event loop, the terminal).
 FD_RESERVE = 128
+NODE_GRACE = 2.0  # seconds the node-side bound (timeout(1)) runs past the command timeout
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's per-packet chacha20-poly1305.
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                    "aes128-ctr", "aes192-ctr", "aes256-ctr"]
@@ -353,7 +354,11 @@ class Transport:
         """
         timeout = timeout or self.command_timeout
         if bound_on_node:
-            command = bounded(command, timeout)
+            # The node stops the command a little *after* our own timeout: our timer starts only
+            # once the command runs there, so with equal limits the node often won the race and
+            # a hung command came back as a cut-off answer (a probe: "garbled, truncated")
+            # instead of a timeout.
+            command = bounded(command, timeout + NODE_GRACE)
         async with self.fanout:
             for attempt in (1, 2):
                 reused = self._is_pooled(node.name)
