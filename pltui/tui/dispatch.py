@@ -75,9 +75,14 @@ def resolve(spec: ActionSpec) -> None:
 
 async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: str | None) -> tuple[Action, dict]:
     """The action for `names`, and its plan (no side effects on nodes; repair sweeps checksums)."""
+    fleet, engine = ctx.fleet, ctx.engine
+    if spec.mutating and engine.store is None:
+        # Without the state database there are no node locks: another operator's action on the
+        # same nodes would go unseen. The CLI refuses the same way.
+        raise ActionError(f"cannot take node locks, so not starting {spec.name}: "
+                          f"{engine.store_error or 'the state database is unavailable'}")
     module = _import(spec)
     common = dict(emit=ctx.emit, control=ctx.control)
-    fleet, engine = ctx.fleet, ctx.engine
     if spec.name == "rollout":
         from pltui.actions.bundle import Bundle, BundleError
 

@@ -95,12 +95,6 @@ async def test_second_operator_is_refused_on_locked_nodes_with_the_holder_named(
     assert code == 0, err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "console (pltui/tui/dispatch.py, under its author's edit): with no state database (engine.store "
-    "is None: unusable state directory, full disk) the console runs changing actions without node "
-    "locks, so another operator's action on the same nodes is not seen; the CLI refuses "
-    "(commands/_actions.open_store(need_locks=True)). Fix: refuse in dispatch.build when "
-    "spec.mutating and engine.store is None."))
 async def test_console_refuses_changing_actions_without_node_locks(make_sim_fleet, tmp_path):
     from pltui.tui.dispatch import SPECS, BuildContext, build
 
