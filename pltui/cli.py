@@ -98,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `pltui FLEET [options]` opens the console on that fleet.
     if argv and not argv[0].startswith("-") and argv[0] not in parser._subparsers._group_actions[0].choices:
         argv = ["console"] + argv
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot give an optional second positional after options (`rollout FLEET --yes
+    # BUNDLE`): take a single leftover word as that positional, refuse anything else.
+    if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "bundle", "") is None:
+        args.bundle = extra[0]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

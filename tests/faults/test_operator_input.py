@@ -207,3 +207,16 @@ def test_nonsense_is_refused_with_one_clear_line(setup, argv, fragment, capsysbi
     # no node was contacted and nothing was written in their name
     assert "refused" not in text_out and "unreachable" not in text_out
     assert not (setup / "d").exists() or not any((setup / "d").iterdir())
+
+
+def test_rollout_bundle_may_follow_options(tmp_path):
+    """`pltui rollout FLEET --state S BUNDLE` reads BUNDLE (argparse alone would refuse it)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pltui", "rollout", "sample_fleet.toml", "--state",
+                             str(tmp_path), str(tmp_path / "no-such-bundle")],
+                            capture_output=True, text=True, timeout=60,
+                            cwd=__import__("pathlib").Path(__file__).resolve().parents[2])
+    assert result.returncode == 2
+    assert "no-such-bundle: no such bundle" in result.stderr
