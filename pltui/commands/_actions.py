@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from pltui.actions.base import Action, ActionError, ActionReport
-from pltui.cli import err, out, print_json
+from pltui.cli import UsageError, err, out, print_json
 from pltui.fleet import Fleet
 from pltui.model import ActionProgress, Event
 from pltui.nodesets import fold
@@ -42,18 +42,28 @@ def progress_printer(enabled: bool) -> Callable[[Event], None]:
     return emit
 
 
-async def run_action(fleet: Fleet, names: list[str], args, factory: Callable[..., Action]) -> ActionReport:
+async def run_action(fleet: Fleet, names: list[str], args, factory: Callable[..., Action]) -> tuple[Action, ActionReport]:
+    """Build the action with `factory(fleet, transport, store, names, emit=...)`, run it, and
+    return it with its report; an ActionError (bad input, nodes locked) is a usage error."""
     transport = Transport(fleet)
     store = None
     try:
         action = factory(fleet, transport, None, names, emit=progress_printer(not args.json))
         store = open_store(fleet, getattr(args, "state", None), need_locks=action.mutating)
         action.store = store
-        return await action.run()
+        return action, await action.run()
+    except ActionError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         await transport.close()
         if store is not None:
             store.close()
+
+
+def print_report_json(report: ActionReport, fleet: Fleet) -> None:
+    doc = report.to_json()
+    doc["fleet"] = fleet.name
+    print_json(doc)
 
 
 def print_report(report: ActionReport, as_json: bool) -> None:

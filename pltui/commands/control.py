@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pltui.actions.base import ActionError
-from pltui.cli import UsageError, add_fleet_arg, add_json_arg, add_selection_args, load_fleet, select
+from pltui.cli import add_fleet_arg, add_json_arg, add_selection_args, load_fleet, select
 from pltui.commands._actions import print_report, run_action
 
 
@@ -40,10 +39,7 @@ def _common(parser) -> None:
 def _run(args, factory) -> int:
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
-    try:
-        report = asyncio.run(run_action(fleet, names, args, factory))
-    except ActionError as exc:
-        raise UsageError(str(exc)) from None
+    _action, report = asyncio.run(run_action(fleet, names, args, factory))
     print_report(report, args.json)
     return report.exit_code
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pltui.cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, UsageError, err
+from pltui.cli import EXIT_OK, EXIT_UNHEALTHY, UsageError, err
 
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pltui.actions.base import ActionError
 from pltui.actions.exec import ExecAction, render_groups, summary_line
 from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_json_arg, add_selection_args, err,
-                       load_fleet, out, print_json, select)
-from pltui.commands._actions import run_action
+                       load_fleet, out, select)
+from pltui.commands._actions import print_report_json, run_action
 from pltui.durations import parse_duration
 
 
@@ -78,23 +77,13 @@ def command_line(words: list[str]) -> str:
 
 
 async def _run(args, fleet, names, command: str, timeout: float | None) -> int:
-    made: list[ExecAction] = []
-
     def factory(*a, **k) -> ExecAction:
-        action = ExecAction(*a, command=command, timeout=timeout, in_root=args.in_root, outdir=args.outdir,
-                            lock=not args.no_lock, **k)
-        made.append(action)
-        return action
+        return ExecAction(*a, command=command, timeout=timeout, in_root=args.in_root, outdir=args.outdir,
+                          lock=not args.no_lock, **k)
 
-    try:
-        report = await run_action(fleet, names, args, factory)
-    except ActionError as exc:
-        raise UsageError(str(exc)) from None
-    action = made[0]
+    action, report = await run_action(fleet, names, args, factory)
     if args.json:
-        doc = report.to_json()
-        doc["fleet"] = fleet.name
-        print_json(doc)
+        print_report_json(report, fleet)
     else:
         for line in render_groups(action.groups(), action.timeout):
             out(line)

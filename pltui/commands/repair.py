@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pltui.actions.base import ActionError
 from pltui.actions.repair import RepairAction
-from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_json_arg, add_selection_args,
-                       load_fleet, out, print_json, select)
-from pltui.commands._actions import run_action
+from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, add_fleet_arg, add_json_arg, add_selection_args,
+                       load_fleet, out, select)
+from pltui.commands._actions import print_report_json, run_action
 from pltui.nodesets import fold
 from pltui.sanitize import display_name as shown
 
@@ -78,22 +77,12 @@ def print_human(report, action: RepairAction) -> None:
 
 
 async def _run(args, fleet, names) -> int:
-    made: list[RepairAction] = []
-
     def factory(*a, **k) -> RepairAction:
-        action = RepairAction(*a, state_dir=args.state, dry_run=args.dry_run, **k)
-        made.append(action)
-        return action
+        return RepairAction(*a, state_dir=args.state, dry_run=args.dry_run, **k)
 
-    try:
-        report = await run_action(fleet, names, args, factory)
-    except ActionError as exc:
-        raise UsageError(str(exc)) from None
-    action = made[0]
+    action, report = await run_action(fleet, names, args, factory)
     if args.json:
-        doc = report.to_json()
-        doc["fleet"] = fleet.name
-        print_json(doc)
+        print_report_json(report, fleet)
     else:
         print_human(report, action)
     return EXIT_OK if report.ok else EXIT_UNHEALTHY
