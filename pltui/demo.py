@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import io
 import os
 import random
 import shutil
