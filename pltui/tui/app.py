@@ -198,10 +198,12 @@ class ConsoleApp(CommandLine, Operations, App):
         elif isinstance(event, SweepFinished):
             if not self._heap_frozen:
                 # After the first sweep the heap is mostly long-lived (a connection per node, the
-                # statuses): move it out of the collector's sight once, so later full collections
-                # do not stall the screen for 100+ ms on big fleets (bench/bench_tui.py).
-                gc.collect(1)
+                # statuses): collect once, then move it out of the collector's sight, so later
+                # full collections do not stall the screen for 100+ ms on big fleets
+                # (bench/bench_tui.py --real-sweep).
+                gc.collect()
                 gc.freeze()
+                gc.enable()
                 self._heap_frozen = True
             consensus = self.view.engine.consensus      # protocol and checksum cells may change
             self._dirty |= self.view.consensus_changes(self._consensus_seen, consensus)
@@ -210,7 +212,10 @@ class ConsoleApp(CommandLine, Operations, App):
             self._line(event.time, "info", f"{'checksum ' if event.checksums else ''}sweep {event.sweep_id} done: "
                        + ", ".join(f"{v} {k}" for k, v in health.items() if v))
         elif isinstance(event, SweepStarted):
-            pass
+            if not self._heap_frozen:
+                # The first sweep builds that long-lived heap (~150 objects per node): full
+                # collections during it would scan a growing heap again and again, each a pause.
+                gc.disable()
         elif isinstance(event, HealDone):
             self._dirty.add(event.node)
             self._line(event.time, "ok" if event.ok else "error", event.message, event.node)
