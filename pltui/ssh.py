@@ -301,7 +301,7 @@ class Transport:
             excess -= 1
 
     @asynccontextmanager
-    async def _using(self, node: Node) -> AsyncIterator[asyncssh.SSHClientConnection]:
+    async def using(self, node: Node) -> AsyncIterator[asyncssh.SSHClientConnection]:
         """The node's connection, kept from being closed to make room while in use."""
         conn = await self.connection(node)
         self._in_use[node.name] = self._in_use.get(node.name, 0) + 1
@@ -365,7 +365,7 @@ class Transport:
                 started = time.monotonic()
                 launched: list[bool] = []
                 try:
-                    async with self._using(node) as conn:
+                    async with self.using(node) as conn:
                         return await self._exec(conn, command, input, timeout, max_output, started, launched)
                 except NodeError:
                     raise
@@ -438,7 +438,7 @@ class Transport:
     @asynccontextmanager
     async def sftp(self, node: Node) -> AsyncIterator[asyncssh.SFTPClient]:
         """An SFTP session on the node's pooled connection."""
-        async with self.fanout, self._using(node) as conn:
+        async with self.fanout, self.using(node) as conn:
             try:
                 async with conn.start_sftp_client() as client:
                     yield client

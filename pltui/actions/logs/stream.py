@@ -4,7 +4,6 @@ file of any size is never held whole in memory, and a stalled stream is noticed.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from typing import Awaitable, Callable
 
 import asyncssh
@@ -16,18 +15,6 @@ from pltui.ssh import NodeError, Transport
 STREAM_WINDOW = 8 << 20       # SSH channel window of a transfer
 
 
-@asynccontextmanager
-async def _in_use(transport: Transport, node: Node):
-    """The node's pooled connection, marked in use while we stream (a transport that keeps fewer
-    connections than nodes under a low open-file limit must not close it to make room)."""
-    using = getattr(transport, "using", None) or getattr(transport, "_using", None)
-    if using is None:
-        yield await transport.connection(node)
-        return
-    async with using(node) as conn:
-        yield conn
-
-
 async def stream_exec(transport: Transport, node: Node, command: str, sink: Callable[[bytes], Awaitable[None]], *,
                       idle: Callable[[], float], input: bytes | None = None,
                       stderr_cap: int = 16384) -> tuple[int | None, bytes]:
@@ -37,7 +24,7 @@ async def stream_exec(transport: Transport, node: Node, command: str, sink: Call
     command gets SIGPIPE/HUP; bound it on the node too). Returns (exit status, stderr head).
     Connection trouble becomes NodeError; exceptions from `sink` propagate (channel closed).
     """
-    async with transport.fanout, _in_use(transport, node) as conn:
+    async with transport.fanout, transport.using(node) as conn:
         try:
             # an 8 MiB window: a 2 MiB one caps a stream at 10 MB/s over a 200 ms round trip
             async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE, window=STREAM_WINDOW) as proc:
