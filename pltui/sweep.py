@@ -129,6 +129,7 @@ class Engine:
         self._follow_since = 0.0
         self._followed_sweep: int | None = None
         self._scripts: dict[tuple[str, bool], bytes] = {}  # the fleet never changes under an engine
+        self._track_of = {n: nd.track for n, nd in fleet.nodes.items()}
         self._restore()
 
     def _restore(self) -> None:
@@ -139,9 +140,7 @@ class Engine:
             if status.node in self.statuses:
                 self.statuses[status.node] = status
         if rows:
-            self.consensus = consensus_mod.decide(self.statuses.values(),
-                                                  {n: nd.track for n, nd in self.fleet.nodes.items()},
-                                                  self.fleet.sweep.quorum)
+            self._decide()
             last = self._store_call(lambda s: s.last_sweep())
             if last:
                 self.summary = last["summary"]
@@ -271,8 +270,7 @@ class Engine:
             except asyncio.CancelledError:
                 pass
             self.sweeping = False
-        self.consensus = consensus_mod.decide(self.statuses.values(), {n: nd.track for n, nd in self.fleet.nodes.items()},
-                                              self.fleet.sweep.quorum)
+        self._decide()
         checks = {n: self.consensus.checksum_state(n) for n in names} if checksums else None
         await self._flush_final(pending, sweep_id, checks)
         summary = consensus_mod.summarise([self.statuses[n] for n in self.nodes], self.consensus, self.fleet.sweep.quorum)
@@ -289,15 +287,17 @@ class Engine:
             await self.heal([n for n in todo if self.statuses[n].monitor == "dead"])
         return summary
 
-    def _flush(self, pending: list[NodeStatus], sweep_id: int, checks: dict | None = None) -> None:
-        if not pending and not checks:
+    def _decide(self) -> None:
+        """Majorities, drift and cohorts over every node's latest status (per track)."""
+        self.consensus = consensus_mod.decide(self.statuses.values(), self._track_of, self.fleet.sweep.quorum)
+
+    def _flush(self, pending: list[NodeStatus], sweep_id: int) -> None:
+        """Save what the running sweep found so far (followers see it live)."""
+        if not pending:
             return
         batch = list(pending)
         pending.clear()
-        if checks:
-            batch_names = {s.node for s in batch}
-            batch += [self.statuses[n] for n in checks if n not in batch_names]
-        self._store_call(lambda s: s.save_statuses(batch, sweep_id, checks))
+        self._store_call(lambda s: s.save_statuses(batch, sweep_id))
 
     async def _flush_final(self, pending: list[NodeStatus], sweep_id: int, checks: dict | None) -> None:
         """The end-of-sweep write, in slices with a yield between them: one write of a whole
@@ -415,8 +415,7 @@ class Engine:
         last = self._store_call(lambda s: s.last_sweep())
         if last and last["id"] != self._followed_sweep and last["summary"]:
             self._followed_sweep = last["id"]
-            self.consensus = consensus_mod.decide(self.statuses.values(), {n: nd.track for n, nd in self.fleet.nodes.items()},
-                                                  self.fleet.sweep.quorum)
+            self._decide()
             self.summary = last["summary"]
             self.last_sweep_end = last["finished"]
             self.emit(SweepFinished(sweep_id=last["id"], checksums=last["checksums"], summary=last["summary"]))
