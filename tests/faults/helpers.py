@@ -86,3 +86,14 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def json_strings(value) -> list[str]:
+    """Every string (keys included) in a JSON-like document."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in json_strings(k) + json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []

@@ -30,7 +30,7 @@ from pltui.model import SSHState
 from pltui.sanitize import is_clean
 from pltui.sweep import Engine
 
-from .helpers import assert_terminal_safe, pltui
+from .helpers import assert_terminal_safe, json_strings, pltui
 
 ESCAPES = "\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x07\x1b[31m\x9b31m\x9dC1\x9c\x07\x08\r"
 MARKUP = "[bold red]x[/] [/oops] [link=http://x]y[/link]"
@@ -45,25 +45,6 @@ done
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def status_strings(status) -> list[str]:
-    doc = status.to_json()
-    out = []
-
-    def walk(value):
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(k)
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(doc)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +106,7 @@ async def test_hostile_probe_output_through_real_sshd(make_sshd_fleet, tmp_path)
     assert s["sshd007"].protocol.endswith("[/]") and "pwned" not in s["sshd007"].protocol
     assert elapsed < 10 + 5, elapsed
     for status in s.values():  # nothing any node said holds a control character
-        for text in status_strings(status):
+        for text in json_strings(status.to_json()):
             assert is_clean(text) and "\n" not in text, (status.node, text)
     assert "FORGED" not in json.dumps([st.to_json() for st in s.values()])
     # the CLI, human and JSON: terminal-safe, and no line forged for another node

@@ -23,6 +23,8 @@ from pltui.nodesets import NodeSetError, Selector, expand, fold
 from pltui.probe import ProbeError, parse
 from pltui.sanitize import is_clean
 
+from .helpers import json_strings
+
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------------------------
@@ -127,23 +129,9 @@ def reports(draw) -> bytes:
 
 
 def strings_of(status: NodeStatus) -> list[str]:
-    found: list[str] = []
-
-    def walk(value):
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(k)
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
     doc = status.to_json()
     doc.pop("digests", None)  # file names are data (exact, shown only through display_name)
-    walk(doc)
-    return found
+    return json_strings(doc)
 
 
 @SETTINGS
