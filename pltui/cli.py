@@ -12,6 +12,7 @@ import importlib
 import json
 import pkgutil
 import sys
+import warnings
 from typing import Any, Sequence
 
 from pltui import __version__
@@ -92,7 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_third_party_warnings() -> None:
+    """Keep library warnings off the operator's terminal (and out of `--json` on stdout).
+
+    asyncssh's import makes cryptography >= 47 print a DSA CryptographyDeprecationWarning per
+    use site; an operator can do nothing about those. An explicit `-W`/PYTHONWARNINGS still
+    wins, so a developer can see them. Process-wide, so it is done here, in the entry point.
+    """
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_third_party_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `pltui FLEET [options]` opens the console on that fleet.

@@ -142,3 +142,17 @@ def test_check_as_a_real_process(tmp_path):
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 5
     assert f"pltui: {path}:6: [ssh.prot] unknown key 'prot'" in result.stderr
+
+
+def test_no_library_warning_reaches_the_operator():
+    """Every subcommand module is imported by `--help` (asyncssh with it): with cryptography
+    >= 47 asyncssh's import warns about DSA on stderr unless the entry point silences it."""
+    result = _run("--help")
+    assert result.returncode == 0
+    assert result.stderr == ""
+    # A developer who asks for warnings still gets them.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="always")
+    shown = subprocess.run([sys.executable, "-c", "import warnings; from pltui.cli import quiet_third_party_warnings as q;"
+                            " q(); warnings.warn('x-marker')"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert "x-marker" in shown.stderr
