@@ -162,6 +162,31 @@ class ActionFinished(Event):
     report: dict[str, Any]
 
 
+TRANSITION_KINDS = (
+    "went-down", "came-back", "new-drift", "repaired", "version-changed", "protocol-changed",
+    "monitor-healed", "crash-looping",
+)
+
+
+@dataclass
+class NodeTransition(Event):
+    """A change of one node's state that an operator (and alert hooks) should hear about.
+
+    `kind` is one of TRANSITION_KINDS; `detail` is one sanitised line ("timeout: no answer in
+    30s", "VERSION 1.4 -> 1.5", "bin/proxy drifted"); `since` is when the new state began (the
+    observation time), so faces can say "down since 10:42".
+    """
+
+    node: str
+    kind: str
+    detail: str = ""
+    since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "node": self.node, "kind": self.kind, "detail": self.detail,
+                "since": self.since}
+
+
 @dataclass
 class Notice(Event):
     """A line for the operator's event pane: level is info, warning or error."""
