@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--checksums", action="store_true", help="also checksum every important file")
     parser.add_argument("--watch", action="store_true", help="keep sweeping on the fleet's interval")
     parser.add_argument("--heal", choices=("off", "monitor"), help="override the fleet's heal policy")
+    parser.add_argument("--metrics-file", metavar="FILE",
+                        help="after each sweep, write Prometheus metrics there atomically (node_exporter textfile)")
     parser.set_defaults(func=run_sweep)
 
     parser = subparsers.add_parser("history", help="show nodes' changes over time")
@@ -85,9 +87,17 @@ async def _sweep(args, fleet, names) -> int:
         err(f"pltui: warning: {engine.store_error}")
     if engine.transport.nofile_warning:
         err(f"pltui: warning: {engine.transport.nofile_warning}")
+    metrics = None
+    if getattr(args, "metrics_file", None):
+        from pltui.metrics import Metrics
+
+        metrics = Metrics(fleet.name)
+        metrics.attach(engine)
     try:
         while True:
             summary = await engine.sweep(checksums=args.checksums)
+            if metrics is not None:
+                _write_metrics(metrics, args.metrics_file)
             if engine.store_error:
                 err(f"pltui: warning: history not saved: {engine.store_error}")
             if args.json:
@@ -104,7 +114,23 @@ async def _sweep(args, fleet, names) -> int:
         await engine.close()
 
 
+def _write_metrics(metrics, path: str) -> None:
+    from pltui.metrics import MetricsError
+
+    metrics.drain()
+    try:
+        metrics.write_textfile(path)
+    except MetricsError as exc:
+        err(f"pltui: warning: {exc}")
+
+
 def run_sweep(args) -> int:
+    if args.metrics_file:
+        import os
+
+        folder = os.path.dirname(os.path.abspath(args.metrics_file))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"--metrics-file {args.metrics_file}: directory {folder} is missing or not writable")
     fleet = load_fleet(args.fleet)
     names = select(fleet, args)
     return asyncio.run(_sweep(args, fleet, names))
