@@ -142,6 +142,7 @@ class Fleet:
     groups: dict[str, str]  # group name -> node-set expression, as written
     tracks: dict[str, tuple[str, ...]]  # track name -> group names
     group_members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    alerts: Any = None  # pltui.alerts.AlertSettings ([alerts])
 
     @property
     def node_names(self) -> list[str]:
@@ -317,7 +318,8 @@ class _Loader:
     # -- sections ---------------------------------------------------------------------------
 
     def load(self, doc: dict) -> Fleet:
-        self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout"))
+        self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout",
+                                  "alerts"))
         fleet_t = self.table(doc, "fleet")
         self.check_keys("fleet", fleet_t, ("name", "nodes"))
         fleet_ok = isinstance(doc.get("fleet", {}), dict)
@@ -341,6 +343,9 @@ class _Loader:
         overrides = self.table(doc, "node")
         nodes = self.build_nodes(names, overrides, ssh, service, track_of, members)
         rollout = self.load_rollout(self.table(doc, "rollout"), members)
+        from pltui.alerts import load_settings as load_alerts  # [alerts]: see pltui/alerts.py
+
+        alerts = load_alerts(self, self.table(doc, "alerts"))
         if self.problems:
             raise FleetError(self.problems)
         return Fleet(
@@ -354,6 +359,7 @@ class _Loader:
             groups={g: e for g, e in groups_t.items() if isinstance(e, str)},
             tracks=tracks,
             group_members=members,
+            alerts=alerts,
         )
 
     def load_ssh(self, t: dict) -> SSHSettings:

@@ -93,6 +93,9 @@ async def _sweep(args, fleet, names) -> int:
 
         metrics = Metrics(fleet.name)
         metrics.attach(engine)
+    from pltui import alerts
+
+    alerter = alerts.attach(engine)  # [alerts] hooks hear this run's transitions
     try:
         while True:
             summary = await engine.sweep(checksums=args.checksums)
@@ -111,6 +114,8 @@ async def _sweep(args, fleet, names) -> int:
             if not args.json:
                 out(f"--- {time.strftime('%H:%M:%S')} (every {format_duration(fleet.sweep.interval)})")
     finally:
+        if alerter is not None:
+            await alerter.close()
         await engine.close()
 
 
