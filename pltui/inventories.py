@@ -174,10 +174,12 @@ def read_clustershell(config: str | os.PathLike | None, inv: Inventory) -> None:
     from pltui.nodesets import _NO_GROUPS
 
     paths = [os.path.expanduser(str(config))] if config else config_paths("groups.conf")
-    where = paths[0] if config else "ClusterShell groups.conf"
-    if config and not os.path.isfile(paths[0]):
-        inv.problems.append(f"{paths[0]}: no such ClusterShell groups.conf")
+    found = [p for p in paths if os.path.isfile(p)]
+    if not found:
+        inv.problems.append(f"{paths[0]}: no such ClusterShell groups.conf" if config else
+                            f"no ClusterShell groups.conf found (looked in {', '.join(paths)})")
         return
+    where = found[-1]  # the one that wins (ClusterShell reads them in this order)
     inv.sources.append(f"ClusterShell groups ({where})")
     try:
         resolver = GroupResolverConfig(paths)

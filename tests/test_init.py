@@ -141,6 +141,25 @@ def test_clustershell_group_sources(tmp_path, capsys):
     assert len(fleet.nodes) == 5
 
 
+def test_clustershell_default_config_paths(tmp_path, capsys, monkeypatch):
+    """Without a path, the groups.conf ClusterShell itself would read ($CLUSTERSHELL_CFGDIR wins)."""
+    monkeypatch.setenv("CLUSTERSHELL_CFGDIR", str(tmp_path / "cfg"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "cfg").mkdir()
+    write(tmp_path / "cfg" / "groups.conf", """
+        [Main]
+        default: local
+        [local]
+        map: echo 'n[1-4]'
+        list: echo compute
+        all: echo 'n[1-4]'
+        reverse: echo compute
+    """)
+    fleet = init_ok(capsys, tmp_path / "f.toml", "--clustershell")
+    assert fleet.members("compute") == ("n1", "n2", "n3", "n4")
+
+
 def test_host_list_with_user_and_port(tmp_path, capsys):
     hosts = write(tmp_path / "hosts.txt", """
         # our nodes
