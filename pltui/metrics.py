@@ -254,3 +254,9 @@ def start_http(engine, host: str = DEFAULT_HOST, port: int = 9180, *, metrics: M
         raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     task = asyncio.get_running_loop().create_task(metrics.run(), name="pltui-metrics")
     return MetricsServer(metrics, server, thread, task)
+
+
+def start_http_at(engine, address: str, **kwargs) -> MetricsServer:
+    """`serve --metrics HOST:PORT` in one call: parse the operator's address, then serve."""
+    host, port = parse_address(address)
+    return start_http(engine, host, port, **kwargs)

@@ -246,6 +246,9 @@ def test_probe_reports_reachable_root_and_version(tmp_path, capsys, monkeypatch)
         path = tmp_path / "f.toml"
         code, out, err = run(capsys, "init", str(path), "--ansible", str(inv), "--probe", "--json",
                              "--state", str(tmp_path / "state"))
+        # re-run by hand later: nothing to merge, and the report in words
+        code2, out2, _ = run(capsys, "init", str(path), "--ansible", str(inv), "--merge", "--probe",
+                             "--state", str(tmp_path / "state"))
     assert code == 1, err  # one node unreachable
     doc = json.loads(out)
     found = {f["node"]: f for f in doc["probe"]}
@@ -253,6 +256,10 @@ def test_probe_reports_reachable_root_and_version(tmp_path, capsys, monkeypatch)
     assert found["sim002"]["reachable"] and found["sim002"]["root"] is False
     assert not found["sim003"]["reachable"] and found["sim003"]["ssh"] == "refused"
     assert tomllib.loads(path.read_text())["groups"]["sims"] == "sim[001-003]"
+    assert code2 == 1 and "already up to date" in out2
+    assert "3 nodes: 2 reachable, 1 with the service root, versions 2.5" in out2
+    assert [ln.split()[:3] for ln in out2.splitlines() if ln.startswith("sim00")] == [
+        ["sim001", "ok", "present"], ["sim002", "ok", "missing"], ["sim003", "refused", "-"]]
 
 
 @pytest.mark.parametrize("name", ["web:prod", "-x"])
