@@ -133,3 +133,21 @@ def test_browser_shows_live_rows_and_keys_work(tmp_path):
             except ProcessLookupError:
                 pass
             log.close()
+
+
+def test_web_warns_off_loopback_and_errors_in_one_line(tmp_path):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[fleet]\nname = "f"\nnodes = ["a"]\n')
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([str(PLTUI), "web", str(fleet), "--host", "0.0.0.0", "--port", str(port),
+                                 "--allow-actions"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "serving on 0.0.0.0 with no authentication" in result.stderr and "can run actions" in result.stderr
+    assert f"cannot serve on 0.0.0.0:{port}" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "bad.toml").write_text("[fleet\n")
+    result = subprocess.run([str(PLTUI), "web", str(tmp_path / "bad.toml")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "bad.toml:1" in result.stderr

@@ -116,6 +116,8 @@ async def _sweep(args, fleet, names) -> int:
     finally:
         if alerter is not None:
             await alerter.close()
+            if alerter.failed:
+                err(f"pltui: warning: {alerter.failed} alert deliveries failed (the event log says why)")
         await engine.close()
 
 
