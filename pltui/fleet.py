@@ -18,6 +18,8 @@ Schema (see sample_fleet.toml for a commented example)::
     [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
                 parallel, max_fail, pause
+    [store]     history (how long the state database keeps history, events and finished
+                actions; "90d" by default, 0 keeps everything)
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    history: float = 90 * 86400.0  # seconds of history kept; 0 keeps everything
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     group: str
@@ -142,6 +149,7 @@ class Fleet:
     groups: dict[str, str]  # group name -> node-set expression, as written
     tracks: dict[str, tuple[str, ...]]  # track name -> group names
     group_members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def node_names(self) -> list[str]:
@@ -317,7 +325,7 @@ class _Loader:
     # -- sections ---------------------------------------------------------------------------
 
     def load(self, doc: dict) -> Fleet:
-        self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout"))
+        self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout", "store"))
         fleet_t = self.table(doc, "fleet")
         self.check_keys("fleet", fleet_t, ("name", "nodes"))
         fleet_ok = isinstance(doc.get("fleet", {}), dict)
@@ -341,6 +349,7 @@ class _Loader:
         overrides = self.table(doc, "node")
         nodes = self.build_nodes(names, overrides, ssh, service, track_of, members)
         rollout = self.load_rollout(self.table(doc, "rollout"), members)
+        store = self.load_store(self.table(doc, "store"))
         if self.problems:
             raise FleetError(self.problems)
         return Fleet(
@@ -354,6 +363,7 @@ class _Loader:
             groups={g: e for g, e in groups_t.items() if isinstance(e, str)},
             tracks=tracks,
             group_members=members,
+            store=store,
         )
 
     def load_ssh(self, t: dict) -> SSHSettings:
@@ -465,6 +475,15 @@ class _Loader:
             quorum=float(quorum),
             heal=heal,
         )
+
+    def load_store(self, t: dict) -> StoreSettings:
+        self.check_keys("store", t, ("history",))
+        d = StoreSettings()
+        history = self.duration("store", t, "history", d.history)
+        if 0 < history < 86400:
+            self.problem("store", "history", f"must be 0 (keep everything) or at least 1d, got {t['history']!r}")
+            history = d.history
+        return StoreSettings(history=history)
 
     def expand_nodes(self, exprs: tuple[str, ...]) -> list[str]:
         from pltui.nodesets import NodeSetError, expand

@@ -106,7 +106,7 @@ class Engine:
         self._store_retry = 0.0
         if self.store is None:
             try:
-                self.store = Store(self.dir / "pltui.db", timeout=STORE_TIMEOUT)
+                self.store = Store.for_fleet(fleet, state_dir, timeout=STORE_TIMEOUT)
             except StoreError as exc:
                 self.store_error = str(exc)
             else:

@@ -200,3 +200,26 @@ def test_retention_prunes_old_rows_in_batches_and_keeps_the_rest(tmp_path):
     assert {a["id"] for a in store.actions()} == {"a-halted", "a-recent"}  # resumable ones stay
     assert store.statuses()  # the latest state of each node is not history
     assert store.prune(now - 90 * 86400) == 0
+
+
+FLEET = '[fleet]\nname = "f"\nnodes = ["a"]\n'
+
+
+def test_fleet_store_history_setting(tmp_path):
+    from pltui.fleet import FleetError, loads
+
+    assert loads(FLEET).store.history == 90 * 86400  # history no longer grows forever by default
+    assert loads(FLEET + '[store]\nhistory = "30d"\n').store.history == 30 * 86400
+    assert loads(FLEET + '[store]\nhistory = 0\n').store.history == 0  # 0 keeps everything
+    for bad, why in (('"soon"', "history"), ('"1h"', "at least 1d"), ("true", "history")):
+        with pytest.raises(FleetError) as info:
+            loads(FLEET + f"[store]\nhistory = {bad}\n", "f.toml")
+        assert any(p.startswith("f.toml:5") and "[store.history]" in p and why in p for p in info.value.problems), info.value.problems
+    with pytest.raises(FleetError, match=r"\[store.keep\] unknown key"):
+        loads(FLEET + '[store]\nkeep = "1d"\n')
+    fleet_file = tmp_path / "f.toml"
+    fleet_file.write_text(FLEET + '[store]\nhistory = "7d"\n')
+    from pltui.fleet import load
+
+    store = Store.for_fleet(load(fleet_file), tmp_path / "state")
+    assert store.retention == 7 * 86400 and store.path.is_relative_to(tmp_path / "state")
