@@ -440,6 +440,9 @@ class Store:
                           (time.time(), int(checksums), operator()))
         return int(cur.lastrowid)
 
+    def has_sweep_requests(self) -> bool:
+        return bool(self._read("SELECT 1 FROM sweep_requests WHERE taken IS NULL LIMIT 1"))
+
     def take_sweep_requests(self) -> bool | None:
         """The sweep owner takes every pending request at once: None (none), False (liveness) or
         True (one of them wants checksums). Requests older than a day are dropped unanswered."""

@@ -44,13 +44,13 @@ async def test_commands_on_a_full_or_read_only_state_directory(make_sim_fleet, t
     filler = fill(state)
     try:
         for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"]):
-            await expect_one_line_exit_2([*argv, "--state", str(state)], ("No space left", "full"))
+            await expect_one_line_exit_2([*argv[:2], "--state", str(state), *argv[2:]], ("No space left", "full"))
     finally:
         filler.unlink()
     remount(state, "ro")
     try:
         for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"]):
-            await expect_one_line_exit_2([*argv, "--state", str(state)], ("read-only", "Read-only", "readonly"))
+            await expect_one_line_exit_2([*argv[:2], "--state", str(state), *argv[2:]], ("read-only", "Read-only", "readonly"))
     finally:
         remount(state, "rw")
     assert not any((n.root / ".pltui" / "releases").exists() for n in sim.nodes.values())
