@@ -447,7 +447,7 @@ class Engine:
             self._lock_error_said = self.lock.error
             self.notice("warning", f"sweep lock: {self.lock.error}", kind="store")
         if self._last_checksum is None:
-            self._last_checksum = self._last_checksum_time() or 0.0
+            self._last_checksum = self.last_checksum_time() or 0.0
         asked = self._store_call(lambda s: s.take_sweep_requests())
         now = time.time()
         due_checksum = now - self._last_checksum >= self.fleet.sweep.checksum_interval
@@ -457,7 +457,7 @@ class Engine:
         await self.sweep(checksums=checksums)
         if checksums:
             self._last_checksum = time.time()
-        await self._prune_history()
+        await self.prune_history()
         interval = self.fleet.sweep.interval
         self.next_sweep_at = time.time() + interval
         deadline = time.monotonic() + interval
@@ -470,7 +470,7 @@ class Engine:
             if self._store_call(lambda s: s.has_sweep_requests()):
                 break
 
-    async def _prune_history(self) -> None:
+    async def prune_history(self) -> None:
         """Forget history older than the fleet's retention, at most once an hour, in batches with
         a yield between them (a console on this loop stays responsive)."""
         store = self.store
@@ -482,7 +482,7 @@ class Engine:
         while self._store_call(lambda s: s.prune_batch(before)):
             await asyncio.sleep(0)
 
-    def _last_checksum_time(self) -> float | None:
+    def last_checksum_time(self) -> float | None:
         last = self._store_call(lambda s: s.last_sweep(checksums=True))
         return last["finished"] if last else None
 

@@ -78,6 +78,12 @@ def print_table(engine: Engine, names: list[str], summary: dict) -> None:
 
 async def _sweep(args, fleet, names) -> int:
     engine = Engine(fleet, state_dir=args.state, nodes=names, heal=args.heal)
+    if args.watch and not engine.lock.try_acquire():
+        # one sweeper per fleet: the one running is what consoles follow (`pltui serve`, a console)
+        holder = engine.lock.holder()
+        await engine.close()
+        raise UsageError(f"fleet {fleet.name} is already swept by {holder}; its results are in the store "
+                         f"(open the console to follow it)")
     # Warnings go to stderr: stdout stays the table, or one JSON document per sweep.
     if engine.store_notice:
         err(f"pltui: warning: {engine.store_notice}")
