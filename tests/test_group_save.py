@@ -28,6 +28,8 @@ def test_save_group_keeps_every_comment_and_the_layout(tmp_path):
     old_lines, new_lines = original.splitlines(), text.splitlines()
     assert [l for l in new_lines if not l.startswith(("lab =", "edu ="))] == \
            [l for l in old_lines if not l.startswith("edu =")]
+    # a new group goes right after the last group, not after the next table's comment
+    assert new_lines[new_lines.index('lab = "planetlab[3-4].cs.example.edu"') - 1].startswith("production =")
     fleet = load(path)
     assert fleet.members("lab") == ("planetlab3.cs.example.edu", "planetlab4.cs.example.edu")
     assert len(fleet.members("edu")) == 6
