@@ -146,6 +146,15 @@ async def test_serve_once_for_cron(make_sim_fleet, tmp_path):
     sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH, "sweep": QUIET})
     state = tmp_path / "state"
     fleet = fleet_mod.load(sim.fleet_path)
+    with open(sim.fleet_path, "a") as f:
+        f.write('\n[store]\nhistory = "30d"\n')
+    store = Store(fleet_dir(state, fleet.name, fleet.path) / "pltui.db")
+    old = time.time() - 31 * 86400
+    store.db.execute("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
+                     (old, "info", None, "test", "a month old"))
+    store.db.execute("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
+                     (time.time() - 86400, "info", None, "test", "yesterday"))
+    store.close()
     code, out, err = await pltui("serve", str(sim.fleet_path), "--state", str(state), "--once")
     assert code == 0, err
     assert "finished: 2 up" in err and "Traceback" not in err  # the log goes to stderr by default
@@ -153,5 +162,7 @@ async def test_serve_once_for_cron(make_sim_fleet, tmp_path):
     try:
         last = store.last_sweep()
         assert last["summary"]["health"]["up"] == 2 and last["checksums"]  # the first one is due
+        messages = [e["message"] for e in store.events()]
+        assert "yesterday" in messages and "a month old" not in messages  # [store].history = 30d
     finally:
         store.close()
