@@ -14,6 +14,7 @@ and cancelled at shutdown. They consume `engine.subscribe()` events like any fac
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from typing import Awaitable, Callable, TextIO
@@ -21,6 +22,7 @@ from typing import Awaitable, Callable, TextIO
 from pltui.fleet import Fleet
 from pltui.model import (Event, HealDone, NodeTransition, Notice, SweepFinished, SweepStarted)
 from pltui.sanitize import clean_line
+from pltui.store import StoreError, operator
 from pltui.sweep import Engine
 
 Attach = Callable[[Engine], Awaitable[None]]
@@ -78,8 +80,17 @@ class Server:
         """Ask the server to end (signal handlers call this)."""
         self._stop.set()
 
-    def _open_engine(self) -> Engine:
+    async def _open_engine(self) -> Engine:
         engine = Engine(self.fleet, state_dir=self.state_dir, heal=self.heal)
+        try:
+            self._check(engine)
+        except BaseException:
+            await engine.close()
+            raise
+        return engine
+
+    def _check(self, engine: Engine) -> None:
+        """The store opens and takes writes, and the sweep lock is ours; else ServeError."""
         if engine.store is None:
             raise ServeError(f"cannot serve without the state database (followers read it): {engine.store_error}")
         if engine.store_notice:
@@ -87,13 +98,18 @@ class Server:
         if not engine.lock.try_acquire():
             raise ServeError(f"fleet {self.fleet.name} is already swept by {engine.lock.holder()} "
                              f"(lock {engine.lock.path})")
+        try:
+            # a server that cannot write the store serves nobody: a full or read-only state
+            # directory is refused now, in one line, not found out sweep after sweep
+            engine.store.event("info", "serve", f"pltui serve started by {operator()} (pid {os.getpid()})")
+        except StoreError as exc:
+            raise ServeError(f"cannot serve: the state database is not writable: {exc}") from None
         if engine.lock.error:
             self.log.line("warning", f"sweep lock: {engine.lock.error}")
-        return engine
 
     async def run(self) -> None:
         """Serve until stopped (or one sweep with `once`). Raises ServeError before starting."""
-        engine = self._open_engine()
+        engine = await self._open_engine()
         if self.started is not None:
             try:
                 self.started()

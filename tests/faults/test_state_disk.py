@@ -43,13 +43,13 @@ async def test_commands_on_a_full_or_read_only_state_directory(make_sim_fleet, t
     bundle = str(make_bundle(tmp_path, "2.0"))
     filler = fill(state)
     try:
-        for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"]):
+        for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"], ["serve", fleet, "--once"]):
             await expect_one_line_exit_2([*argv[:2], "--state", str(state), *argv[2:]], ("No space left", "full"))
     finally:
         filler.unlink()
     remount(state, "ro")
     try:
-        for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"]):
+        for argv in (["rollout", fleet, bundle, "--yes"], ["exec", fleet, "--", "true"], ["serve", fleet, "--once"]):
             await expect_one_line_exit_2([*argv[:2], "--state", str(state), *argv[2:]], ("read-only", "Read-only", "readonly"))
     finally:
         remount(state, "rw")
