@@ -17,10 +17,18 @@ import asyncio
 import os
 import signal
 import time
-from typing import Awaitable, Callable, TextIO
+from collections.abc import Awaitable, Callable
+from typing import TextIO
 
 from pltui.fleet import Fleet
-from pltui.model import (Event, HealDone, NodeTransition, Notice, SweepFinished, SweepStarted)
+from pltui.model import (
+    Event,
+    HealDone,
+    NodeTransition,
+    Notice,
+    SweepFinished,
+    SweepStarted,
+)
 from pltui.sanitize import clean_line
 from pltui.store import StoreError, operator
 from pltui.sweep import Engine

@@ -21,9 +21,10 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pltui.model import NodeStatus
 
@@ -136,7 +137,7 @@ class Store:
         self.db = self._open()
 
     @classmethod
-    def for_fleet(cls, fleet, state_dir: str | os.PathLike | None = None, *, timeout: float = 5.0) -> "Store":
+    def for_fleet(cls, fleet, state_dir: str | os.PathLike | None = None, *, timeout: float = 5.0) -> Store:
         """The state database of `fleet` under `state_dir` (default: $XDG_STATE_HOME/pltui)."""
         from pltui.paths import fleet_dir, state_root
 

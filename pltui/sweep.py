@@ -12,22 +12,29 @@ The engine knows nothing of any UI: faces call `subscribe()` and render the even
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import time
-from pathlib import Path
 from typing import Iterable
 
 from pltui import consensus as consensus_mod
 from pltui import probe
 from pltui.fleet import Fleet, Node
-from pltui.model import (Event, HealDone, NodeStatus, NodeUpdated, Notice, SSHState, SweepFinished,
-                         SweepStarted)
+from pltui.model import (
+    Event,
+    HealDone,
+    NodeStatus,
+    NodeUpdated,
+    Notice,
+    SSHState,
+    SweepFinished,
+    SweepStarted,
+)
 from pltui.paths import fleet_dir, state_root
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, Transport
-from pltui.store import Store, StoreError, operator
+from pltui.store import Store, StoreError
+from pltui.sweeplock import SweepLock
 
 CHECKSUM_TIMEOUT_FACTOR = 4
 FOLLOW_POLL = 1.0
@@ -42,74 +49,6 @@ LOOP_BACKOFF = (1.0, 2.0, 5.0, 15.0, 60.0)
 # How often the owner looks for sweeps asked by following processes (through the store).
 REQUEST_POLL = 1.0
 PRUNE_EVERY = 3600.0
-
-
-class SweepLock:
-    """An advisory lock (flock) saying which process runs a fleet's sweep loop; freed on exit."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-        self.error: str | None = None
-
-    def try_acquire(self) -> bool:
-        """True when this process may run the sweep loop: it holds the lock, or the lock cannot
-        exist (unusable state directory: then nobody can share results, each process sweeps)."""
-        if self._fd is not None:
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            self.error = f"cannot create {self.path}: {exc.strerror or exc}"
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        # Who holds it, for the others to show. A full or read-only disk may refuse this line:
-        # the flock alone is the lock, so keep it (this process does the work) and say so.
-        try:
-            line = f"{os.getpid()} {operator()} {int(time.time())}\n".encode()
-            os.pwrite(fd, line, 0)
-            os.ftruncate(fd, len(line))
-            self.error = None
-        except OSError as exc:
-            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
-        return True
-
-    def held_elsewhere(self) -> bool:
-        """Another process holds the lock now (a shared probe that never keeps it)."""
-        if self._fd is not None:
-            return False
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)  # closing drops the shared probe lock too
-        return False
-
-    def holder(self) -> str:
-        try:
-            pid, who, since = self.path.read_text().split()[:3]
-            return f"{who} (pid {pid}) since {time.strftime('%H:%M:%S', time.localtime(int(since)))}"
-        except (OSError, ValueError):
-            return "another pltui"
-
-    @property
-    def owned(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class Engine:
@@ -413,7 +352,7 @@ class Engine:
                     failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any bug: said, lock released, retried
                     self.lock.release()
                     delay = LOOP_BACKOFF[min(failures, len(LOOP_BACKOFF) - 1)]
                     failures += 1
@@ -433,7 +372,7 @@ class Engine:
             await self._follow_once()
             try:
                 await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if self._requested is not None:
@@ -465,7 +404,7 @@ class Engine:
             # requests written to the store by following processes count as a wake-up
             try:
                 await asyncio.wait_for(self._wake.wait(), min(REQUEST_POLL, max(0.0, deadline - time.monotonic())))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if self._store_call(lambda s: s.has_sweep_requests()):
                 break

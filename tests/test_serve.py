@@ -30,7 +30,7 @@ async def pltui(*argv: str, timeout: float = 60) -> tuple[int, str, str]:
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise AssertionError(f"pltui {' '.join(argv)} did not finish within {timeout}s") from None
@@ -58,7 +58,7 @@ async def stop(proc, timeout: float = 30) -> tuple[int, str]:
         proc.send_signal(signal.SIGTERM)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise AssertionError(f"pltui serve did not exit within {timeout}s of SIGTERM") from None
@@ -86,14 +86,14 @@ async def test_serve_sweeps_refuses_a_second_sweeper_is_followed_and_stops(make_
         assert "serving fleet" in text and pidfile.read_text().strip() == str(server.pid)
         # a second sweeper is refused in one line naming the holder; the pid file stays the first's
         for argv in (["serve", "--pidfile", str(pidfile)], ["sweep", "--watch"]):
-            code, out, err = await pltui(argv[0], str(sim.fleet_path), "--state", str(state), *argv[1:])
+            code, _out, err = await pltui(argv[0], str(sim.fleet_path), "--state", str(state), *argv[1:])
             assert code == 2 and len(err.strip().splitlines()) == 1, (argv, code, err)
             assert f"pid {server.pid}" in err and "Traceback" not in err, err
         assert pidfile.read_text().strip() == str(server.pid)
         # a follower (this process) sees the server's statuses through the store, live
         follower = Engine(fleet, state_dir=state)
         queue = follower.subscribe()
-        task = follower.start()
+        follower.start()
         try:
             seen = {}
             while len(seen) < 3:
@@ -146,8 +146,7 @@ async def test_serve_once_for_cron(make_sim_fleet, tmp_path):
     sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH, "sweep": QUIET})
     state = tmp_path / "state"
     fleet = fleet_mod.load(sim.fleet_path)
-    with open(sim.fleet_path, "a") as f:
-        f.write('\n[store]\nhistory = "30d"\n')
+    sim.fleet_path.write_text(sim.fleet_path.read_text() + '\n[store]\nhistory = "30d"\n')
     store = Store(fleet_dir(state, fleet.name, fleet.path) / "pltui.db")
     old = time.time() - 31 * 86400
     store.db.execute("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
@@ -155,7 +154,7 @@ async def test_serve_once_for_cron(make_sim_fleet, tmp_path):
     store.db.execute("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
                      (time.time() - 86400, "info", None, "test", "yesterday"))
     store.close()
-    code, out, err = await pltui("serve", str(sim.fleet_path), "--state", str(state), "--once")
+    code, _out, err = await pltui("serve", str(sim.fleet_path), "--state", str(state), "--once")
     assert code == 0, err
     assert "finished: 2 up" in err and "Traceback" not in err  # the log goes to stderr by default
     store = Store(fleet_dir(state, fleet.name, fleet.path) / "pltui.db")

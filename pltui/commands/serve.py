@@ -65,7 +65,7 @@ def _raise_open_files(fleet) -> None:
 
 
 def run_serve(args) -> int:
-    from pltui.server import EventLog, Server, ServeError
+    from pltui.server import EventLog, ServeError, Server
 
     if args.checksums and not args.once:
         raise UsageError("--checksums goes with --once (a serving sweeper follows the fleet's checksum_interval)")

@@ -11,8 +11,6 @@ import fcntl
 import os
 import subprocess
 
-import pytest
-
 from pltui import fleet as fleet_mod
 from pltui.model import Notice, SweepFinished
 from pltui.paths import fleet_dir
@@ -27,7 +25,7 @@ def remount(point, mode: str) -> None:
 
 
 async def expect_one_line_exit_2(argv, why: tuple[str, ...]) -> str:
-    code, out, err = await pltui(*argv)
+    code, _out, err = await pltui(*argv)
     text = assert_terminal_safe(err, "stderr").strip()
     assert code == 2 and "Traceback" not in text, (argv, code, text)
     assert len(text.splitlines()) == 1 and any(w in text for w in why), (argv, text)
@@ -38,7 +36,7 @@ async def test_commands_on_a_full_or_read_only_state_directory(make_sim_fleet, t
     sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH})
     state = tiny_fs(1024)
     fleet = str(sim.fleet_path)
-    code, out, err = await pltui("sweep", fleet, "--state", str(state))  # a database exists
+    code, _out, err = await pltui("sweep", fleet, "--state", str(state))  # a database exists
     assert code == 0, err
     bundle = str(make_bundle(tmp_path, "2.0"))
     filler = fill(state)
