@@ -387,21 +387,30 @@ class Engine:
             self.notice("warning", f"sweep lock: {self.lock.error}", kind="store")
         if self._last_checksum is None:
             self._last_checksum = self.last_checksum_time() or 0.0
-        asked = self._store_call(lambda s: s.take_sweep_requests())
-        now = time.time()
-        due_checksum = now - self._last_checksum >= self.fleet.sweep.checksum_interval
-        checksums = bool(self._requested) or bool(asked) or due_checksum
-        self._requested = None
-        self._wake.clear()
+        due_checksum = time.time() - self._last_checksum >= self.fleet.sweep.checksum_interval
+        checksums = bool(self.take_requests()) or due_checksum
         await self.sweep(checksums=checksums)
         if checksums:
             self._last_checksum = time.time()
         await self.prune_history()
-        interval = self.fleet.sweep.interval
+        await self.wait_next_sweep(self.fleet.sweep.interval)
+
+    def take_requests(self) -> bool | None:
+        """The sweeps asked of this (sweeping) engine, here or by followers through the store,
+        taken at once: None (none), False (liveness) or True (one wants checksums)."""
+        asked = self._store_call(lambda s: s.take_sweep_requests())
+        local, self._requested = self._requested, None
+        self._wake.clear()
+        if asked is None and local is None:
+            return None
+        return bool(asked) or bool(local)
+
+    async def wait_next_sweep(self, interval: float) -> None:
+        """Wait `interval`, or less when a sweep is asked (request_sweep here, or a following
+        process's request in the store, looked for every REQUEST_POLL)."""
         self.next_sweep_at = time.time() + interval
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and not self._wake.is_set():
-            # requests written to the store by following processes count as a wake-up
             try:
                 await asyncio.wait_for(self._wake.wait(), min(REQUEST_POLL, max(0.0, deadline - time.monotonic())))
             except TimeoutError:

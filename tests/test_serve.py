@@ -165,3 +165,30 @@ async def test_serve_once_for_cron(make_sim_fleet, tmp_path):
         assert "yesterday" in messages and "a month old" not in messages  # [store].history = 30d
     finally:
         store.close()
+
+
+async def test_sweep_watch_owns_the_lock_and_sweeps_when_a_follower_asks(make_sim_fleet, tmp_path):
+    sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH, "sweep": QUIET})
+    state = tmp_path / "state"
+    fleet = fleet_mod.load(sim.fleet_path)
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pltui", "sweep", str(sim.fleet_path), "--state", str(state), "--watch", "--json",
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        async def documents(count: int) -> None:
+            seen = 0
+            while seen < count:
+                line = await asyncio.wait_for(watch.stdout.readline(), 30)
+                assert line, "sweep --watch ended"
+                seen += line.startswith(b'  "fleet":')
+        await documents(1)
+        follower = Engine(fleet, state_dir=state)
+        try:
+            assert follower.lock.held_elsewhere()  # consoles follow it
+            follower.request_sweep()
+            await documents(1)  # the next sweep came on request, not after the 1h interval
+        finally:
+            await follower.close()
+    finally:
+        code, err = await stop(watch)
+    assert "Traceback" not in err, err

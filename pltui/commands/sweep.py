@@ -92,8 +92,9 @@ async def _sweep(args, fleet, names) -> int:
     if engine.transport.nofile_warning:
         err(f"pltui: warning: {engine.transport.nofile_warning}")
     try:
+        checksums = args.checksums
         while True:
-            summary = await engine.sweep(checksums=args.checksums)
+            summary = await engine.sweep(checksums=checksums)
             if engine.store_error:
                 err(f"pltui: warning: history not saved: {engine.store_error}")
             if args.json:
@@ -103,7 +104,9 @@ async def _sweep(args, fleet, names) -> int:
             engine._store_call(lambda s: s.audit("sweep", names, {"checksums": args.checksums}, "done"))
             if not args.watch:
                 return exit_code(engine, names)
-            await asyncio.sleep(fleet.sweep.interval)
+            # consoles follow this sweeper; their `s`/`S` (through the store) cut the wait short
+            await engine.wait_next_sweep(fleet.sweep.interval)
+            checksums = args.checksums or bool(engine.take_requests())
             if not args.json:
                 out(f"--- {time.strftime('%H:%M:%S')} (every {format_duration(fleet.sweep.interval)})")
     finally:
