@@ -190,5 +190,5 @@ async def test_sweep_watch_owns_the_lock_and_sweeps_when_a_follower_asks(make_si
         finally:
             await follower.close()
     finally:
-        code, err = await stop(watch)
+        _code, err = await stop(watch)
     assert "Traceback" not in err, err
