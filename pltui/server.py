@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TextIO
@@ -49,11 +50,19 @@ class EventLog:
 
     def __init__(self, stream: TextIO):
         self.stream = stream
+        self.failed: str | None = None
 
     def line(self, level: str, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.stream.write(f"{stamp} {level} {clean_line(message, 1000)}\n")
-        self.stream.flush()
+        text = f"{stamp} {level} {clean_line(message, 1000)}\n"
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+            self.failed = None
+        except (OSError, ValueError) as exc:  # a full disk under the log file: the server goes on
+            if self.failed is None and self.stream is not sys.stderr:
+                self.failed = str(exc)
+                sys.stderr.write(f"{stamp} error cannot write the log: {clean_line(str(exc), 200)}\n{text}")
 
     def event(self, event: Event) -> None:
         """Sweeps, notices, heals and node transitions; per-node updates stay in the store."""
@@ -129,7 +138,8 @@ class Server:
             loop.add_signal_handler(sig, self.stop)
         queue = engine.subscribe()
         tasks = [asyncio.create_task(self._log_events(queue), name="serve-log")]
-        tasks += [asyncio.create_task(hook(engine), name=f"serve-hook-{i}") for i, hook in enumerate(ATTACH_HOOKS)]
+        tasks += [asyncio.create_task(self._attach(hook, engine), name=f"serve-hook-{i}")
+                  for i, hook in enumerate(ATTACH_HOOKS)]
         self.log.line("info", f"serving fleet {self.fleet.name} ({len(engine.nodes)} nodes, every "
                               f"{self.fleet.sweep.interval:g}s, heal {engine.heal_policy}); lock {engine.lock.path}")
         work = asyncio.create_task(self._once(engine) if self.once else engine.run_forever(), name="serve-sweeps")
@@ -162,6 +172,16 @@ class Server:
         due = last is None or time.time() - last >= self.fleet.sweep.checksum_interval
         await engine.sweep(checksums=self.checksums or due)
         await engine.prune_history()
+
+    async def _attach(self, hook: Attach, engine: Engine) -> None:
+        """Run one extra subscriber; its failure is logged (never silent) and the server goes on."""
+        try:
+            await hook(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an add-on's bug must not stop the sweeps
+            name = getattr(hook, "__qualname__", repr(hook))
+            self.log.line("error", f"{name} stopped: {type(exc).__name__}: {exc}")
 
     async def _log_events(self, queue: asyncio.Queue) -> None:
         while True:

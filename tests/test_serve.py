@@ -192,3 +192,37 @@ async def test_sweep_watch_owns_the_lock_and_sweeps_when_a_follower_asks(make_si
     finally:
         _code, err = await stop(watch)
     assert "Traceback" not in err, err
+
+
+async def test_attach_hooks_get_the_events_and_a_failing_hook_is_logged(make_sim_fleet, tmp_path, monkeypatch):
+    """Where metrics and alerts plug in: each hook runs beside the sweeps; one that fails is
+    said in the log and the server goes on."""
+    import io
+
+    from pltui import server as server_mod
+    from pltui.model import SweepFinished
+
+    sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH, "sweep": QUIET})
+    fleet = fleet_mod.load(sim.fleet_path)
+    stream = io.StringIO()
+    got = []
+
+    async def collector(engine):
+        queue = engine.subscribe()
+        while True:
+            event = await queue.get()
+            got.append(event)
+            if isinstance(event, SweepFinished):
+                server.stop()
+
+    async def broken(engine):
+        raise RuntimeError("hook bug")
+
+    monkeypatch.setattr(server_mod, "ATTACH_HOOKS", [collector, broken])
+    server = server_mod.Server(fleet, log=server_mod.EventLog(stream), state_dir=tmp_path / "state")
+    await asyncio.wait_for(server.run(), 60)
+    finished = [e for e in got if isinstance(e, SweepFinished)]
+    assert finished and finished[0].summary["health"]["up"] == 2
+    text = stream.getvalue()
+    assert "broken stopped: RuntimeError: hook bug" in text and "finished: 2 up" in text, text
+    assert text.rstrip().endswith("stopped; sweep lock released")
