@@ -290,21 +290,23 @@ class Store:
         The previous fields are read inside the transaction, so two writers never record a
         change against a stale copy."""
         now = time.time()
+        # what does not depend on the stored state is prepared before the write lock is taken
+        prepared = [(status.node, json.dumps(status.to_json()),
+                     history_fields(status, (checksum_states or {}).get(status.node))) for status in statuses]
         with self._tx() as db:
-            previous_of = self._latest_fields(db, [s.node for s in statuses])
+            previous_of = self._latest_fields(db, [node for node, _, _ in prepared])
             state_rows = []
             obs_rows = []
-            for status in statuses:
-                fields = history_fields(status, (checksum_states or {}).get(status.node))
-                previous = previous_of.get(status.node)
+            for node, status_json, fields in prepared:
+                previous = previous_of.get(node)
                 if "checksums" not in fields and previous and "checksums" in previous:
                     fields["checksums"] = previous["checksums"]
                 if fields != previous:
                     changed = {k: v for k, v in fields.items() if previous is None or previous.get(k) != v}
-                    obs_rows.append((status.node, now, sweep_id, json.dumps(changed)))
+                    obs_rows.append((node, now, sweep_id, json.dumps(changed)))
                     fields = {**(previous or {}), **fields}
-                previous_of[status.node] = fields  # a node twice in one batch
-                state_rows.append((status.node, now, sweep_id, json.dumps(status.to_json()), json.dumps(fields)))
+                previous_of[node] = fields  # a node twice in one batch
+                state_rows.append((node, now, sweep_id, status_json, json.dumps(fields)))
             db.executemany("INSERT OR REPLACE INTO node_state(node, updated, sweep_id, status, fields) "
                            "VALUES (?,?,?,?,?)", state_rows)
             db.executemany("INSERT INTO observations(node, time, sweep_id, fields) VALUES (?,?,?,?)", obs_rows)
