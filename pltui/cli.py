@@ -8,6 +8,7 @@ node not, 2 usage, fleet-file or local errors (one clear line on stderr each).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import pkgutil
@@ -21,6 +22,8 @@ from pltui.nodesets import NodeSetError, Selector
 from pltui.sanitize import clean
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+# Local trouble an operator fixes on the management host (full, read-only, over quota).
+LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
 
 
 class UsageError(Exception):
@@ -131,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in LOCAL_DISK_ERRORS:
+            raise
+        # last resort for a full or read-only state directory: one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        err(f"pltui: {where}{exc.strerror or exc}")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

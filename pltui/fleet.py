@@ -1,8 +1,9 @@
 """The fleet file: one TOML file describing a fleet, loaded into plain dataclasses.
 
 Loading validates everything and collects *every* problem (with file, line and key) before
-raising one `FleetError`, so an operator fixes a broken file in one pass. Files pltui writes
-(saved groups, generated fleets) go through `tomli_w`.
+raising one `FleetError`, so an operator fixes a broken file in one pass. Fleets pltui generates
+go through `tomli_w`; saved groups edit the operator's file in place with `tomlkit`, keeping its
+comments and layout.
 
 Schema (see sample_fleet.toml for a commented example)::
 
@@ -18,6 +19,8 @@ Schema (see sample_fleet.toml for a commented example)::
     [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
                 parallel, max_fail, pause
+    [store]     history (how long the state database keeps history, events and finished
+                actions; "90d" by default, 0 keeps everything)
 """
 
 from __future__ import annotations
@@ -114,6 +117,11 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    history: float = 90 * 86400.0  # seconds of history kept; 0 keeps everything
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     group: str
@@ -143,6 +151,7 @@ class Fleet:
     tracks: dict[str, tuple[str, ...]]  # track name -> group names
     group_members: dict[str, tuple[str, ...]] = field(default_factory=dict)
     alerts: Any = None  # pltui.alerts.AlertSettings ([alerts])
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def node_names(self) -> list[str]:
@@ -319,7 +328,7 @@ class _Loader:
 
     def load(self, doc: dict) -> Fleet:
         self.check_keys("", doc, ("fleet", "ssh", "node", "groups", "tracks", "service", "sweep", "rollout",
-                                  "alerts"))
+                                  "alerts", "store"))
         fleet_t = self.table(doc, "fleet")
         self.check_keys("fleet", fleet_t, ("name", "nodes"))
         fleet_ok = isinstance(doc.get("fleet", {}), dict)
@@ -346,6 +355,7 @@ class _Loader:
         from pltui.alerts import load_settings as load_alerts  # [alerts]: see pltui/alerts.py
 
         alerts = load_alerts(self, self.table(doc, "alerts"))
+        store = self.load_store(self.table(doc, "store"))
         if self.problems:
             raise FleetError(self.problems)
         return Fleet(
@@ -360,6 +370,7 @@ class _Loader:
             tracks=tracks,
             group_members=members,
             alerts=alerts,
+            store=store,
         )
 
     def load_ssh(self, t: dict) -> SSHSettings:
@@ -471,6 +482,15 @@ class _Loader:
             quorum=float(quorum),
             heal=heal,
         )
+
+    def load_store(self, t: dict) -> StoreSettings:
+        self.check_keys("store", t, ("history",))
+        d = StoreSettings()
+        history = self.duration("store", t, "history", d.history)
+        if 0 < history < 86400:
+            self.problem("store", "history", f"must be 0 (keep everything) or at least 1d, got {t['history']!r}")
+            history = d.history
+        return StoreSettings(history=history)
 
     def expand_nodes(self, exprs: tuple[str, ...]) -> list[str]:
         from pltui.nodesets import NodeSetError, expand
@@ -765,16 +785,31 @@ def dumps(doc: dict) -> str:
     return tomli_w.dumps(doc)
 
 
+def _add_after_last_key(table, key: str, value: str) -> None:
+    """tomlkit appends after a table's trailing blank lines and comments, which in a hand-written
+    file introduce the *next* table: put the new key right after the last key instead."""
+    body = table.value.body
+    trailing = []
+    while body and body[-1][0] is None:
+        trailing.append(body.pop()[1])
+    table.add(key, value)
+    for item in reversed(trailing):
+        table.add(item)
+
+
 def save_group(path: str | os.PathLike, group: str, nodes_expr: str, *,
                check: Callable[[str], Any] | None = None) -> None:
-    """Add or replace `[groups].group` in a fleet file, written with tomli-w, atomically.
+    """Add or replace `[groups].group` in a fleet file, edited in place (tomlkit), atomically.
 
-    Comments of the original file are not preserved by tomli-w; the previous file is kept as
-    `<file>.bak` so nothing the operator wrote is lost. The new text must load (`check`,
-    by default `loads` with the file's name and directory) before anything is written; every
-    failure is a FleetError. A symlinked fleet file is updated where it really lives, and the
-    file keeps its permission bits.
+    The operator's comments, key order and layout survive: only the group's line changes (a
+    replaced group keeps its trailing comment). The previous file is also kept as `<file>.bak`.
+    The new text must load (`check`, by default `loads` with the file's name and directory)
+    before anything is written; every failure is a FleetError. A symlinked fleet file is updated
+    where it really lives, and the file keeps its permission bits.
     """
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     if not NAME_RE.match(group) or group == "all":
         raise FleetError([f"bad group name {group!r}: letters, digits, '_', '.', '-' only, and not 'all'"])
     path = Path(os.path.realpath(path))
@@ -785,14 +820,24 @@ def save_group(path: str | os.PathLike, group: str, nodes_expr: str, *,
     except UnicodeDecodeError as exc:
         raise FleetError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     try:
-        doc = tomllib.loads(text)
+        tomllib.loads(text)  # the reference parser judges the syntax (and gives line:column)
     except tomllib.TOMLDecodeError as exc:
         raise FleetError([_syntax_error(exc, str(path))]) from None
-    groups = doc.setdefault("groups", {})
-    if not isinstance(groups, dict):
-        raise FleetError([f"{path}: [groups] is not a table"])
-    groups[group] = nodes_expr
-    new_text = dumps(doc)
+    try:
+        doc = tomlkit.parse(text)
+        groups = doc.get("groups")
+        if groups is None:
+            groups = tomlkit.table()
+            doc["groups"] = groups
+        if not isinstance(groups, dict):
+            raise FleetError([f"{path}: [groups] is not a table"])
+        if group in groups:
+            groups[group] = nodes_expr  # tomlkit keeps the item's trailing comment
+        else:
+            _add_after_last_key(groups, group, nodes_expr)
+        new_text = tomlkit.dumps(doc)
+    except TOMLKitError as exc:
+        raise FleetError([f"{path}: cannot edit the fleet file: {exc}"]) from None
     if check is None:
         loads(new_text, str(path), path.parent)  # never write a file that would not load
     else:

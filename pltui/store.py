@@ -1,9 +1,16 @@
 """SQLite history of one fleet: sweeps, per-node observations (changes only), events, audit log,
 action state and node locks.
 
-Safe for several pltui processes on one fleet (WAL journal, busy timeout). A corrupt database is
-moved aside (never deleted) and a new one started; a full disk or a locked database turns into a
-`StoreError` the caller reports, never a crash of the sweep.
+Safe for several pltui processes on one fleet (WAL journal, busy timeout). Every write that
+touches more than one row is one explicit transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on
+any error): tables written together change together, and 20,000 rows cost one commit, not 20,000.
+The schema carries a version (`PRAGMA user_version`); older databases are migrated in place on
+open, newer ones refused. Each node's latest history fields live beside its latest status
+(`node_state.fields`), so a new process continues the change log without reading history, and
+history can be pruned (`prune`, the fleet's `[store].history`) without losing the present.
+
+A corrupt database is moved aside (never deleted) and a new one started; a full disk or a locked
+database turns into a `StoreError` the caller reports, never a crash of the sweep.
 """
 
 from __future__ import annotations
@@ -14,11 +21,15 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pltui.model import NodeStatus
 
+# The schema as it was before versions (user_version 0). A new database starts from it and runs
+# every migration, exactly like an old one: there is one way to reach the current schema.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, finished REAL, checksums INTEGER NOT NULL,
@@ -53,6 +64,34 @@ CREATE TABLE IF NOT EXISTS node_locks (
 );
 """
 
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    """Latest history fields per node beside its status (rebuilt from the history once), indexes
+    for pruning by age, and the on-demand sweep requests of following processes."""
+    db.execute("ALTER TABLE node_state ADD COLUMN fields TEXT")
+    merged: dict[str, dict] = {}
+    for node, fields in db.execute("SELECT node, fields FROM observations ORDER BY id"):
+        try:
+            merged.setdefault(node, {}).update(json.loads(fields))
+        except (ValueError, TypeError):
+            continue
+    db.executemany("UPDATE node_state SET fields=? WHERE node=?",
+                   [(json.dumps(fields), node) for node, fields in merged.items()])
+    db.execute("CREATE INDEX IF NOT EXISTS observations_time ON observations(time)")
+    db.execute("CREATE INDEX IF NOT EXISTS events_time ON events(time)")
+    db.execute("CREATE TABLE IF NOT EXISTS sweep_requests ("
+               "id INTEGER PRIMARY KEY, time REAL NOT NULL, checksums INTEGER NOT NULL, owner TEXT NOT NULL, "
+               "taken REAL)")
+
+
+# MIGRATIONS[i] takes a database from user_version i to i + 1.
+MIGRATIONS = (_migrate_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+# Actions in these states are over: retention may forget them (halted ones can still be resumed).
+FINISHED_ACTIONS = ("done", "failed", "rolled-back", "aborted", "cancelled")
+PRUNE_BATCH = 5000
+
 # Fields whose changes make a node's history (`pltui history`).
 HISTORY_FIELDS = ("ssh", "health", "error", "monitor", "procs", "version", "protocol", "checksums")
 
@@ -85,12 +124,25 @@ def history_fields(status: NodeStatus, checksums: str | None = None) -> dict[str
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 5.0):
+    """One fleet's state database. The only way to open one: `Store(path)`, or `Store.for_fleet`
+    which also applies the fleet's retention setting."""
+
+    SCHEMA_VERSION = SCHEMA_VERSION
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 5.0, retention: float = 0.0):
         self.path = Path(path)
         self.timeout = timeout
+        self.retention = retention  # seconds of history kept by `prune_expired`; 0 keeps all
         self.notice: str | None = None  # set when the database had to be moved aside
-        self._last: dict[str, dict] = {}
         self.db = self._open()
+
+    @classmethod
+    def for_fleet(cls, fleet, state_dir: str | os.PathLike | None = None, *, timeout: float = 5.0) -> Store:
+        """The state database of `fleet` under `state_dir` (default: $XDG_STATE_HOME/pltui)."""
+        from pltui.paths import fleet_dir, state_root
+
+        path = fleet_dir(state_root(state_dir), fleet.name, fleet.path) / "pltui.db"
+        return cls(path, timeout=timeout, retention=fleet.store.history)
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -132,12 +184,12 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            db.executescript(SCHEMA)
             # quick_check reports damage as a row (it raises only when it cannot read at all)
             verdict = db.execute("PRAGMA quick_check(1)").fetchone()
             if verdict is None or verdict[0] != "ok":
                 raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict[0] if verdict else 'no answer'})")
-        except sqlite3.DatabaseError:
+            self._migrate(db)
+        except BaseException:
             db.close()
             raise
         try:
@@ -146,15 +198,59 @@ class Store:
             pass
         return db
 
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the schema to SCHEMA_VERSION in one transaction (several processes may open an
+        old database at once: the version is read again under the write lock)."""
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"state database {self.path} was written by a newer pltui (schema {version}, "
+                                 f"this one knows up to {SCHEMA_VERSION}); upgrade pltui or use another --state")
+            if version == 0:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            for step in MIGRATIONS[version:]:
+                step(db)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self.db.close()
 
-    def _write(self, sql: str, params: Iterable = (), many: bool = False):
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One explicit transaction: everything inside commits together or not at all.
+
+        (`with connection:` opens no transaction on an autocommit connection: each statement
+        would commit on its own.) SQLite errors become StoreError naming the database."""
         try:
-            if many:
-                with self.db:
-                    return self.db.executemany(sql, params)
-            return self.db.execute(sql, tuple(params))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"state database {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"state database {self.path} damaged: {exc}") from None
+
+    def _write(self, sql: str, params: Iterable = (), many: bool = False):
+        if many:
+            with self._tx() as db:
+                return db.executemany(sql, params)
+        try:
+            return self.db.execute(sql, tuple(params))  # one statement: atomic on its own
         except sqlite3.OperationalError as exc:
             raise StoreError(f"state database {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
@@ -188,41 +284,48 @@ class Store:
 
     def save_statuses(self, statuses: list[NodeStatus], sweep_id: int | None,
                       checksum_states: dict[str, str] | None = None) -> None:
-        """Latest status per node, plus an observation row only for nodes whose history fields changed."""
-        now = time.time()
-        state_rows = []
-        obs_rows = []
-        for status in statuses:
-            state_rows.append((status.node, now, sweep_id, json.dumps(status.to_json())))
-            fields = history_fields(status, (checksum_states or {}).get(status.node))
-            previous = self._last.get(status.node)
-            if previous is None:
-                previous = self._latest_fields(status.node)
-            if "checksums" not in fields and previous and "checksums" in previous:
-                fields["checksums"] = previous["checksums"]
-            if fields != previous:
-                changed = {k: v for k, v in fields.items() if previous is None or previous.get(k) != v}
-                obs_rows.append((status.node, now, sweep_id, json.dumps(changed)))
-                merged = dict(previous or {})
-                merged.update(fields)
-                fields = merged
-            self._last[status.node] = fields
-        try:
-            with self.db:
-                self.db.executemany("INSERT OR REPLACE INTO node_state(node, updated, sweep_id, status) VALUES (?,?,?,?)", state_rows)
-                self.db.executemany("INSERT INTO observations(node, time, sweep_id, fields) VALUES (?,?,?,?)", obs_rows)
-        except sqlite3.DatabaseError as exc:
-            self._last.clear()  # not saved: recompute from the database next time
-            raise StoreError(f"state database {self.path}: {exc}") from None
+        """Latest status and history fields per node, plus an observation row only for nodes
+        whose history fields changed: one transaction, so both tables agree after any failure.
 
-    def _latest_fields(self, node: str) -> dict | None:
-        rows = self._read("SELECT fields FROM observations WHERE node=? ORDER BY id", (node,))
-        if not rows:
-            return None
-        merged: dict = {}
-        for (fields,) in rows:
-            merged.update(json.loads(fields))
-        return merged
+        The previous fields are read inside the transaction, so two writers never record a
+        change against a stale copy."""
+        now = time.time()
+        # what does not depend on the stored state is prepared before the write lock is taken
+        prepared = [(status.node, json.dumps(status.to_json()),
+                     history_fields(status, (checksum_states or {}).get(status.node))) for status in statuses]
+        with self._tx() as db:
+            previous_of = self._latest_fields(db, [node for node, _, _ in prepared])
+            state_rows = []
+            obs_rows = []
+            for node, status_json, fields in prepared:
+                previous = previous_of.get(node)
+                if "checksums" not in fields and previous and "checksums" in previous:
+                    fields["checksums"] = previous["checksums"]
+                if fields != previous:
+                    changed = {k: v for k, v in fields.items() if previous is None or previous.get(k) != v}
+                    obs_rows.append((node, now, sweep_id, json.dumps(changed)))
+                    fields = {**(previous or {}), **fields}
+                previous_of[node] = fields  # a node twice in one batch
+                state_rows.append((node, now, sweep_id, status_json, json.dumps(fields)))
+            db.executemany("INSERT OR REPLACE INTO node_state(node, updated, sweep_id, status, fields) "
+                           "VALUES (?,?,?,?,?)", state_rows)
+            db.executemany("INSERT INTO observations(node, time, sweep_id, fields) VALUES (?,?,?,?)", obs_rows)
+
+    @staticmethod
+    def _latest_fields(db: sqlite3.Connection, nodes: list[str]) -> dict[str, dict]:
+        """Each node's latest history fields, from node_state (never by scanning history)."""
+        found: dict[str, dict] = {}
+        unique = list(dict.fromkeys(nodes))
+        for start in range(0, len(unique), 500):
+            part = unique[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for node, fields in db.execute(f"SELECT node, fields FROM node_state WHERE node IN ({marks}) "
+                                           "AND fields IS NOT NULL", part):
+                try:
+                    found[node] = json.loads(fields)
+                except ValueError:
+                    continue  # unreadable: the next observation records every field again
+        return found
 
     def statuses(self, since: float = 0.0) -> list[tuple[float, NodeStatus]]:
         rows = self._read("SELECT updated, status FROM node_state WHERE updated > ? ORDER BY updated", (since,))
@@ -301,6 +404,59 @@ class Store:
         sql += " ORDER BY started DESC LIMIT ?"
         params.append(limit)
         return [self.load_action(r[0]) for r in self._read(sql, params)]
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune_batch(self, before: float, batch: int = PRUNE_BATCH) -> int:
+        """Delete at most `batch` rows per table older than `before` (history, events, finished
+        sweeps and actions; never the audit log, node locks or the latest state). One short
+        transaction, so a caller on an event loop can yield between batches. Returns the count."""
+        finished = ",".join("?" * len(FINISHED_ACTIONS))
+        removed = 0
+        with self._tx() as db:
+            for table, where, extra in (
+                ("observations", "time < ?", ()),
+                ("events", "time < ?", ()),
+                ("sweeps", "finished IS NOT NULL AND finished < ?", ()),
+                ("actions", f"updated < ? AND status IN ({finished})", FINISHED_ACTIONS),
+            ):
+                key = "rowid"
+                cur = db.execute(f"DELETE FROM {table} WHERE {key} IN "
+                                 f"(SELECT {key} FROM {table} WHERE {where} LIMIT ?)", (before, *extra, batch))
+                removed += max(cur.rowcount, 0)
+        return removed
+
+    def prune(self, before: float, batch: int = PRUNE_BATCH) -> int:
+        """Every row older than `before`, in batches of `batch` per table; returns the count."""
+        total = 0
+        while True:
+            removed = self.prune_batch(before, batch)
+            total += removed
+            if removed == 0:
+                return total
+
+    # -- on-demand sweeps asked of the sweeping process --------------------------------------
+
+    def request_sweep(self, checksums: bool) -> int:
+        """Ask whichever process owns the sweep loop for a sweep now."""
+        cur = self._write("INSERT INTO sweep_requests(time, checksums, owner) VALUES (?,?,?)",
+                          (time.time(), int(checksums), operator()))
+        return int(cur.lastrowid)
+
+    def has_sweep_requests(self) -> bool:
+        return bool(self._read("SELECT 1 FROM sweep_requests WHERE taken IS NULL LIMIT 1"))
+
+    def take_sweep_requests(self) -> bool | None:
+        """The sweep owner takes every pending request at once: None (none), False (liveness) or
+        True (one of them wants checksums). Requests older than a day are dropped unanswered."""
+        with self._tx() as db:
+            rows = db.execute("SELECT checksums FROM sweep_requests WHERE taken IS NULL").fetchall()
+            now = time.time()
+            db.execute("UPDATE sweep_requests SET taken=? WHERE taken IS NULL", (now,))
+            db.execute("DELETE FROM sweep_requests WHERE time < ?", (now - 86400,))
+        if not rows:
+            return None
+        return any(r[0] for r in rows)
 
     # -- node locks: two operators never run conflicting actions on one node -----------------
 

@@ -12,22 +12,29 @@ The engine knows nothing of any UI: faces call `subscribe()` and render the even
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import time
-from pathlib import Path
 from typing import Iterable
 
 from pltui import consensus as consensus_mod
 from pltui import probe
 from pltui.fleet import Fleet, Node
-from pltui.model import (Event, HealDone, NodeStatus, NodeUpdated, Notice, SSHState, SweepFinished,
-                         SweepStarted)
+from pltui.model import (
+    Event,
+    HealDone,
+    NodeStatus,
+    NodeUpdated,
+    Notice,
+    SSHState,
+    SweepFinished,
+    SweepStarted,
+)
 from pltui.paths import fleet_dir, state_root
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, Transport
-from pltui.store import Store, StoreError, operator
+from pltui.store import Store, StoreError
+from pltui.sweeplock import SweepLock
 
 CHECKSUM_TIMEOUT_FACTOR = 4
 FOLLOW_POLL = 1.0
@@ -37,51 +44,11 @@ FLUSH_SLICE = 100
 # leave it alone for STORE_BACKOFF (the history of that time is not saved, and that is said).
 STORE_TIMEOUT = 1.5
 STORE_BACKOFF = 15.0
-
-
-class SweepLock:
-    """An advisory lock (flock) saying which process runs a fleet's sweep loop; freed on exit."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-        self.error: str | None = None
-
-    def try_acquire(self) -> bool:
-        """True when this process may run the sweep loop: it holds the lock, or the lock cannot
-        exist (unusable state directory: then nobody can share results, each process sweeps)."""
-        if self._fd is not None:
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            self.error = f"cannot create {self.path}: {exc.strerror or exc}"
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {operator()} {int(time.time())}\n".encode())
-        self._fd = fd
-        return True
-
-    def holder(self) -> str:
-        try:
-            pid, who, since = self.path.read_text().split()[:3]
-            return f"{who} (pid {pid}) since {time.strftime('%H:%M:%S', time.localtime(int(since)))}"
-        except (OSError, ValueError):
-            return "another pltui"
-
-    @property
-    def owned(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+# After an unforeseen failure of the sweep loop: waits before each new try (the last repeats).
+LOOP_BACKOFF = (1.0, 2.0, 5.0, 15.0, 60.0)
+# How often the owner looks for sweeps asked by following processes (through the store).
+REQUEST_POLL = 1.0
+PRUNE_EVERY = 3600.0
 
 
 class Engine:
@@ -106,7 +73,7 @@ class Engine:
         self._store_retry = 0.0
         if self.store is None:
             try:
-                self.store = Store(self.dir / "pltui.db", timeout=STORE_TIMEOUT)
+                self.store = Store.for_fleet(fleet, state_dir, timeout=STORE_TIMEOUT)
             except StoreError as exc:
                 self.store_error = str(exc)
             else:
@@ -128,6 +95,10 @@ class Engine:
         self._busy: set[str] = set()
         self._follow_since = 0.0
         self._followed_sweep: int | None = None
+        self._following = False
+        self._lock_error_said: str | None = None
+        self._last_checksum: float | None = None
+        self._next_prune = 0.0
         self._scripts: dict[tuple[str, bool], bytes] = {}  # the fleet never changes under an engine
         self._track_of = {n: nd.track for n, nd in fleet.nodes.items()}
         self._restore()
@@ -345,7 +316,11 @@ class Engine:
     # -- the loop ---------------------------------------------------------------------------
 
     def request_sweep(self, checksums: bool = False) -> None:
-        """Ask for a sweep now (coalesced with one already asked for)."""
+        """Ask for a sweep now (coalesced with one already asked for). A following engine asks
+        the process that owns the sweep loop, through the store; it sweeps within REQUEST_POLL."""
+        if not self.lock.owned and self.lock.held_elsewhere():
+            if self._store_call(lambda s: s.request_sweep(checksums)) is not None:
+                return
         self._requested = bool(self._requested) or checksums
         self._wake.set()
 
@@ -360,46 +335,102 @@ class Engine:
         return self._spawn(self.run_forever())
 
     async def run_forever(self) -> None:
-        """Sweep on the fleet's intervals while owning the fleet's sweep lock; follow otherwise."""
-        interval = self.fleet.sweep.interval
-        checksum_interval = self.fleet.sweep.checksum_interval
-        last_checksum = self._last_checksum_time()
-        announced_follow = False
+        """Sweep on the fleet's intervals while owning the fleet's sweep lock; follow otherwise.
+
+        Never dies silently: an unforeseen error is said (an error Notice), the lock is released
+        while the loop backs off (a process that does not sweep must not keep others waiting on
+        it), and the loop tries again. The lock is released however the loop ends."""
         if self.store_notice:
             self.notice("warning", self.store_notice, kind="store")
         if self.store_error:
             self.emit(Notice(level="error", message=f"history not saved: {self.store_error}"))
-        while True:
-            if not self.lock.try_acquire():
-                if not announced_follow:
-                    self.notice("info", f"following the sweeps of {self.lock.holder()}")
-                    announced_follow = True
-                await self._follow_once()
+        failures = 0
+        try:
+            while True:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
-                except asyncio.TimeoutError:
-                    pass
-                self._wake.clear()
-                self._requested = None  # the owner sweeps; requests here cannot be honoured
-                continue
-            if announced_follow:
-                self.notice("info", "took over the sweep loop")
-                announced_follow = False
-            now = time.time()
-            due_checksum = last_checksum is None or now - last_checksum >= checksum_interval
-            checksums = bool(self._requested) or due_checksum
-            self._requested = None
-            self._wake.clear()
-            await self.sweep(checksums=checksums)
-            if checksums:
-                last_checksum = time.time()
-            self.next_sweep_at = time.time() + interval
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+                    await self._loop_once()
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any bug: said, lock released, retried
+                    self.lock.release()
+                    delay = LOOP_BACKOFF[min(failures, len(LOOP_BACKOFF) - 1)]
+                    failures += 1
+                    self.sweeping = False
+                    self.notice("error", f"sweep loop failed ({type(exc).__name__}: {exc}); sweep lock released, "
+                                         f"retrying in {delay:g}s", kind="loop")
+                    await asyncio.sleep(delay)
+        finally:
+            self.lock.release()
 
-    def _last_checksum_time(self) -> float | None:
+    async def _loop_once(self) -> None:
+        """One turn of the loop: a sweep and its wait (owner), or one look at the store (follower)."""
+        if not self.lock.try_acquire():
+            if not self._following:
+                self.notice("info", f"following the sweeps of {self.lock.holder()}")
+                self._following = True
+            await self._follow_once()
+            try:
+                await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._requested is not None:
+                wanted, self._requested = self._requested, None
+                self._store_call(lambda s: s.request_sweep(wanted))  # the owner picks it up
+            return
+        if self._following:
+            self.notice("info", "took over the sweep loop")
+            self._following = False
+        if self.lock.error and self.lock.error != self._lock_error_said:
+            self._lock_error_said = self.lock.error
+            self.notice("warning", f"sweep lock: {self.lock.error}", kind="store")
+        if self._last_checksum is None:
+            self._last_checksum = self.last_checksum_time() or 0.0
+        due_checksum = time.time() - self._last_checksum >= self.fleet.sweep.checksum_interval
+        checksums = bool(self.take_requests()) or due_checksum
+        await self.sweep(checksums=checksums)
+        if checksums:
+            self._last_checksum = time.time()
+        await self.prune_history()
+        await self.wait_next_sweep(self.fleet.sweep.interval)
+
+    def take_requests(self) -> bool | None:
+        """The sweeps asked of this (sweeping) engine, here or by followers through the store,
+        taken at once: None (none), False (liveness) or True (one wants checksums)."""
+        asked = self._store_call(lambda s: s.take_sweep_requests())
+        local, self._requested = self._requested, None
+        self._wake.clear()
+        if asked is None and local is None:
+            return None
+        return bool(asked) or bool(local)
+
+    async def wait_next_sweep(self, interval: float) -> None:
+        """Wait `interval`, or less when a sweep is asked (request_sweep here, or a following
+        process's request in the store, looked for every REQUEST_POLL)."""
+        self.next_sweep_at = time.time() + interval
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(REQUEST_POLL, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                pass
+            if self._store_call(lambda s: s.has_sweep_requests()):
+                break
+
+    async def prune_history(self) -> None:
+        """Forget history older than the fleet's retention, at most once an hour, in batches with
+        a yield between them (a console on this loop stays responsive)."""
+        store = self.store
+        retention = store.retention if store is not None else 0
+        if not retention or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        before = time.time() - retention
+        while self._store_call(lambda s: s.prune_batch(before)):
+            await asyncio.sleep(0)
+
+    def last_checksum_time(self) -> float | None:
         last = self._store_call(lambda s: s.last_sweep(checksums=True))
         return last["finished"] if last else None
 

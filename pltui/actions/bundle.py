@@ -91,19 +91,7 @@ class Bundle:
         members = _unwrap(members, version_file)
         _validate(members, label)
         version = _version(members, version_file, label)
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".bundle-", suffix=".tmp", dir=workdir)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as raw:
-                _write_tarball(members, raw)
-            digest, size = _digest(tmp)
-            final = workdir / f"{digest}.tar.gz"
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        final, digest, size = _store_tarball(members, Path(workdir), label)
         entries = tuple(sorted({m.name.split("/", 1)[0] for m in members}))
         return cls(source=str(src.resolve()), tarball=final, sha256=digest, size=size, version=version,
                    entries=entries, files=sum(1 for m in members if m.kind == "file"))
@@ -281,6 +269,27 @@ def _version(members: list[_Member], version_file: str, label: str) -> str:
                                   f"{MAX_VERSION} characters")
             return text
     raise BundleError(f"{label}: no {version_file} file in the bundle (its first line names the release version)")
+
+
+def _store_tarball(members: list[_Member], workdir: Path, label: str) -> tuple[Path, str, int]:
+    """Write the normalised tarball into `workdir` (a full or read-only state directory is a
+    BundleError naming it, never a traceback); returns (path, sha256, size)."""
+    tmp: Path | None = None
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".bundle-", suffix=".tmp", dir=workdir)
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as raw:
+            _write_tarball(members, raw)
+        digest, size = _digest(tmp)
+        final = workdir / f"{digest}.tar.gz"
+        os.replace(tmp, final)
+        return final, digest, size
+    except OSError as exc:
+        raise BundleError(f"{label}: cannot write the bundle's tarball into {workdir}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _write_tarball(members: list[_Member], raw) -> None:

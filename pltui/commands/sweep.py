@@ -80,6 +80,12 @@ def print_table(engine: Engine, names: list[str], summary: dict) -> None:
 
 async def _sweep(args, fleet, names) -> int:
     engine = Engine(fleet, state_dir=args.state, nodes=names, heal=args.heal)
+    if args.watch and not engine.lock.try_acquire():
+        # one sweeper per fleet: the one running is what consoles follow (`pltui serve`, a console)
+        holder = engine.lock.holder()
+        await engine.close()
+        raise UsageError(f"fleet {fleet.name} is already swept by {holder}; its results are in the store "
+                         f"(open the console to follow it)")
     # Warnings go to stderr: stdout stays the table, or one JSON document per sweep.
     if engine.store_notice:
         err(f"pltui: warning: {engine.store_notice}")
@@ -97,8 +103,9 @@ async def _sweep(args, fleet, names) -> int:
 
     alerter = alerts.attach(engine)  # [alerts] hooks hear this run's transitions
     try:
+        checksums = args.checksums
         while True:
-            summary = await engine.sweep(checksums=args.checksums)
+            summary = await engine.sweep(checksums=checksums)
             if metrics is not None:
                 _write_metrics(metrics, args.metrics_file)
             if engine.store_error:
@@ -110,7 +117,9 @@ async def _sweep(args, fleet, names) -> int:
             engine._store_call(lambda s: s.audit("sweep", names, {"checksums": args.checksums}, "done"))
             if not args.watch:
                 return exit_code(engine, names)
-            await asyncio.sleep(fleet.sweep.interval)
+            # consoles follow this sweeper; their `s`/`S` (through the store) cut the wait short
+            await engine.wait_next_sweep(fleet.sweep.interval)
+            checksums = args.checksums or bool(engine.take_requests())
             if not args.json:
                 out(f"--- {time.strftime('%H:%M:%S')} (every {format_duration(fleet.sweep.interval)})")
     finally:

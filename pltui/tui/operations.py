@@ -102,9 +102,9 @@ class Operations:
         engine = self.view.engine
         word = "checksum sweep" if checksums else "sweep"
         if self.engine_task is not None and not self.engine_task.done():
-            if not engine.lock.owned:
-                self.notify(f"another pltui runs this fleet's sweeps ({engine.lock.holder()}); "
-                            f"its results show here", severity="warning")
+            if not engine.lock.owned:  # the sweeping process (pltui serve, a console) is asked
+                engine.request_sweep(checksums=checksums)
+                self.notify(f"asked {engine.lock.holder()} for a {word}; its results show here", markup=False)
                 return
             engine.request_sweep(checksums=checksums)
             self.notify(f"{word} requested" + (" (after the one running)" if engine.sweeping else ""))
