@@ -276,6 +276,26 @@ class _Loader:
             return default
         return value
 
+    def ssh_value(self, table: str, data: dict, key: str, default: str | None) -> str | None:
+        """A value that reaches an ssh command line (host, user, proxy_jump): never an option.
+
+        ssh reads a destination or `-J` hop starting with `-` as an option (`-oProxyCommand=...`
+        runs a command); whitespace or control characters split or forge arguments and lines."""
+        value = self.text_value(table, data, key, default)
+        if value is None or key not in data or value == default:
+            return value
+        parts = value.split(",") if key == "proxy_jump" else [value]
+        bad_char = next((c for c in value if c.isspace() or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
+        if bad_char is not None:
+            self.problem(table, key, f"must not contain whitespace or control characters (found {bad_char!r})")
+            return default
+        if any(p.startswith("-") or not p for p in parts):
+            self.problem(table, key, f"must not start with '-' (ssh would read {value[:40]!r} as an option)"
+                         if value.startswith("-") or key != "proxy_jump"
+                         else "each hop must be [user@]host[:port], none empty or starting with '-'")
+            return default
+        return value
+
     def int_value(self, table: str, data: dict, key: str, default: int, low: int, high: int) -> int:
         value = self.get(table, data, key, int, default, "an integer")
         if not low <= value <= high:
@@ -367,7 +387,7 @@ class _Loader:
             policy = d.host_key_policy
         fanout = self.int_value("ssh", t, "fanout", d.fanout, 1, 10000)
         return SSHSettings(
-            user=self.text_value("ssh", t, "user", d.user),
+            user=self.ssh_value("ssh", t, "user", d.user),
             port=self.int_value("ssh", t, "port", 22, 1, 65535) if "port" in t else None,
             identity_file=self.path_value("ssh", t, "identity_file", d.identity_file),
             known_hosts=self.path_value("ssh", t, "known_hosts", d.known_hosts) or d.known_hosts,
@@ -376,7 +396,7 @@ class _Loader:
             command_timeout=self.duration("ssh", t, "command_timeout", d.command_timeout, minimum=0.1),
             fanout=fanout,
             handshakes=min(self.int_value("ssh", t, "handshakes", d.handshakes, 1, 10000), fanout),
-            proxy_jump=self.text_value("ssh", t, "proxy_jump", d.proxy_jump),
+            proxy_jump=self.ssh_value("ssh", t, "proxy_jump", d.proxy_jump),
             config=self.path_value("ssh", t, "config", d.config),
             keepalive=self.duration("ssh", t, "keepalive", d.keepalive),
         )
@@ -606,12 +626,12 @@ class _Loader:
             self.check_keys(where, o, ("host", "port", "user", "root", "identity_file", "proxy_jump"))
             nodes[name] = Node(
                 name=name,
-                host=self.text_value(where, o, "host", name) or name,
+                host=self.ssh_value(where, o, "host", name) or name,
                 port=self.int_value(where, o, "port", 22, 1, 65535) if "port" in o else ssh.port,
-                user=self.text_value(where, o, "user", ssh.user),
+                user=self.ssh_value(where, o, "user", ssh.user),
                 root=self.text_value(where, o, "root", service.root) or service.root,
                 identity_file=self.path_value(where, o, "identity_file", ssh.identity_file),
-                proxy_jump=self.text_value(where, o, "proxy_jump", ssh.proxy_jump),
+                proxy_jump=self.ssh_value(where, o, "proxy_jump", ssh.proxy_jump),
                 track=track_of.get(name, DEFAULT_TRACK),
                 groups=tuple(groups_of.get(name, ())),
             )

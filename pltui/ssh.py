@@ -479,5 +479,5 @@ def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
         argv += ["-J", node.proxy_jump]
     if fleet.ssh.config:
         argv += ["-F", fleet.ssh.config]
-    argv += [node.host, "-t", f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
+    argv += ["-t", "--", node.host, f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
     return argv

@@ -43,3 +43,25 @@ def test_ordinary_values_still_load(tmp_path, capsys):
     path.write_text(BASE + '[ssh]\nuser = "svc-user_1"\nproxy_jump = "ops@bastion.example.org:2222,jump2"\n\n'
                     '[node."n1"]\nhost = "10.0.0.1"\n[node."n2"]\nhost = "fe80::1%eth0"\nuser = "root"\n')
     assert main(["check", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_interactive_ssh_line_ends_options_before_the_destination(tmp_path):
+    """Defence in depth behind the loader: OpenSSH itself (`ssh -G`, which resolves the options
+    and connects nowhere) must see a hostile host as a host name, never as `-oProxyCommand`."""
+    import dataclasses
+    import shutil
+    import subprocess
+
+    from pltui import fleet as fleetfile
+    from pltui.ssh import ssh_command_line
+
+    if not shutil.which("ssh"):
+        pytest.skip("no ssh client")
+    path = tmp_path / "fleet.toml"
+    path.write_text(BASE)
+    fleet = fleetfile.load(path)
+    node = dataclasses.replace(fleet.nodes["n1"], host="-oProxyCommand=touch /tmp/pltui-pwned")
+    argv = ssh_command_line(fleet, node)
+    assert argv[argv.index("--") + 1] == node.host
+    r = subprocess.run([argv[0], "-G", *argv[1:]], capture_output=True, text=True, timeout=30)
+    assert "pltui-pwned" not in r.stdout
