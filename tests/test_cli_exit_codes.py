@@ -80,6 +80,9 @@ async def test_unhealthy_is_1_and_local_errors_are_2(make_sim_fleet, tmp_path, t
 
     rc, out, err = await cli("logs", str(sim.fleet_path), *state, "--dest", str(tiny_disk / "dest"))
     assert rc == 2 and b"local disk full" in err, out + err
+    # the destination disk is full now: a capture there is a local error too
+    rc, out, err = await cli("capture", str(sim.fleet_path), *state, "--dest", str(tiny_disk / "cap"))
+    assert rc == 2 and b"local disk full" in err, out + err
 
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
