@@ -228,6 +228,21 @@ class _Locator:
         return header_line
 
 
+def root_relative_problem(path: str) -> str | None:
+    """Why `path` is not a path inside the service root (None when it is): state paths and
+    `capture --paths` are documented as relative to the root, so an absolute path, a `~` (home)
+    or a `..` that climbs out would capture something else than the service's state."""
+    if path.startswith("/"):
+        why = "is absolute"
+    elif path.startswith("~"):
+        why = "starts with ~"
+    elif ".." in path.split("/"):
+        why = "climbs out with .."
+    else:
+        return None
+    return f"{path!r} {why}: state paths are relative to the service root"
+
+
 class _Loader:
     def __init__(self, text: str, source: str, base_dir: Path | None):
         self.text = text
@@ -326,6 +341,14 @@ class _Loader:
             self.problem(table, key, "expected a list of non-empty strings")
             return ()
         return tuple(value)
+
+    def root_relative(self, table: str, data: dict, key: str) -> tuple[str, ...]:
+        """A list of paths inside the service root (see `root_relative_problem`)."""
+        paths = self.str_list(table, data, key)
+        problems = [p for p in map(root_relative_problem, paths) if p]
+        for problem in problems:
+            self.problem(table, key, problem)
+        return () if problems else paths
 
     def table(self, data: dict, key: str) -> dict:
         value = data.get(key, {})
@@ -462,7 +485,7 @@ class _Loader:
             protocol_command=protocol_command,
             important=self.str_list("service", t, "important"),
             logs=self.str_list("service", t, "logs"),
-            state=self.str_list("service", t, "state"),
+            state=self.root_relative("service", t, "state"),
             reboot_command=self.text_value("service", t, "reboot_command", None),
             monitor_interval=self.duration("service", t, "monitor_interval", d.monitor_interval, minimum=0.5),
             processes=tuple(processes),

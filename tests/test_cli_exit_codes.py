@@ -23,6 +23,17 @@ REQUIRED = {"capture": ["--dest", "/nonexistent-dest"], "logs": ["--dest", "/non
             "exec": ["--", "true"]}  # what a subcommand needs before it reads the fleet file
 
 
+def fill(path: Path) -> None:
+    """Write `path` until its file system is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
 def readme_exit_codes() -> dict[int, str]:
     text = " ".join((ROOT / "README.md").read_text().split())
     match = re.search(r"Exit codes: ([^.]*)\.", text)
@@ -80,7 +91,9 @@ async def test_unhealthy_is_1_and_local_errors_are_2(make_sim_fleet, tmp_path, t
 
     rc, out, err = await cli("logs", str(sim.fleet_path), *state, "--dest", str(tiny_disk / "dest"))
     assert rc == 2 and b"local disk full" in err, out + err
-    # the destination disk is full now: a capture there is a local error too
+    # a capture onto a full disk is a local error too
+    (tiny_disk / "cap").mkdir()
+    fill(tiny_disk / "filler")
     rc, out, err = await cli("capture", str(sim.fleet_path), *state, "--dest", str(tiny_disk / "cap"))
     assert rc == 2 and b"local disk full" in err, out + err
 
