@@ -131,7 +131,10 @@ class HostKeys:
         others (as OpenSSH does). asyncssh alone offers only the known types, so a node that now
         has keys of another type fails key exchange, which reads as a generic `error`; offered
         every type, the node presents its key and the known_hosts check reports `hostkey`."""
-        trusted, cas = self.match(host, host, port)[:2]
+        try:
+            trusted, cas = self.match(host, "", port)[:2]
+        except ValueError:
+            return ()
         if not trusted or cas:
             return ()  # nothing known (or CA-signed host keys): asyncssh's own choice
         first = list(dict.fromkeys(alg for key in trusted for alg in key.sig_algorithms))
