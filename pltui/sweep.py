@@ -432,8 +432,11 @@ class Engine:
         for updated, status in rows:
             self._follow_since = max(self._follow_since, updated)
             if status.node in selected:
+                previous = self.statuses.get(status.node)
                 self.statuses[status.node] = status
                 self.emit(NodeUpdated(status=status))
+                for t in transitions.node_transitions(previous, status):
+                    self.emit(t)  # the owning process stores them; a follower only shows them
         last = self._store_call(lambda s: s.last_sweep())
         if last and last["id"] != self._followed_sweep and last["summary"]:
             self._followed_sweep = last["id"]

@@ -114,3 +114,34 @@ async def test_sweep_reports_transitions_heals_and_isolation(make_sim_fleet, tmp
     rc, out, err = await cli("history", fleet, *state, "-w", "sim001", "--json")
     events = json.loads(out)["transitions"]
     assert [(e["node"], e["kind"]) for e in events] == [("sim001", "monitor-healed")]
+
+
+async def test_a_following_process_sees_the_owners_transitions(make_sim_fleet, tmp_path):
+    from pltui import fleet as fleet_mod
+    from pltui.sweep import Engine
+
+    sim = await make_sim_fleet(2, fleet={"service": SERVICE, "ssh_overrides": SSH})
+    for node in sim.nodes.values():
+        plant(node.root)
+    owner = Engine(fleet_mod.load(sim.fleet_path), state_dir=tmp_path / "state")
+    follower = None
+    try:
+        await owner.sweep()
+        follower = Engine(fleet_mod.load(sim.fleet_path), state_dir=tmp_path / "state")
+        queue = follower.subscribe()
+        await follower._follow_once()
+        await sim.nodes["sim002"].set_mode("refuse")
+        await owner.sweep()
+        await follower._follow_once()
+        seen = []
+        while not queue.empty():
+            event = queue.get_nowait()
+            if isinstance(event, NodeTransition):
+                seen.append((event.node, event.kind))
+        assert seen == [("sim002", "went-down")]
+        stored = [e for e in owner.store.events("sim002") if e["kind"] == "transition"]
+        assert len(stored) == 1  # stored once, by the owner
+    finally:
+        await owner.close()
+        if follower is not None:
+            await follower.close()
