@@ -58,7 +58,9 @@ Crash safety
     interrupted rollback is finished). A batch's budget counts its nodes' current states, so a
     batch whose unreachable nodes now succeed goes on, and one still over budget halts again.
     ``--rollback`` returns every touched node to its previous release (and restarts it when it ran
-    before); a node that moved on to a later release is left alone.
+    before); a node that moved on to a later release is left alone. With `only` (the operator's
+    -w/-g/-x/-X), a resume or rollback acts on those nodes of the rollout alone; a partial rollback
+    leaves the rollout's status as it was (the other nodes can still be resumed or rolled back).
 
 Node-side layout: see pltui/node/release.sh and docs/node-layout.md.
 """
