@@ -102,6 +102,13 @@ async def test_sweep_reports_transitions_heals_and_isolation(make_sim_fleet, tmp
     assert all(t["since"] for t in doc["transitions"])
     assert doc["heals"] == [{"node": "sim001", "ok": True, "message": "restarted monitor: monitor started"}]
 
+    # still down: no new transition, and its old checksums are not shown as current
+    rc, out, err = await cli("sweep", fleet, *state)
+    text = out.decode()
+    assert "transitions" not in text, text
+    sim002 = next(line for line in text.splitlines() if line.startswith("sim002"))
+    assert sim002.split()[1:3] == ["down", "refused"] and " ok" not in sim002, sim002
+
     await sim.nodes["sim002"].set_mode("ok")
     plant(sim.nodes["sim004"].root)
     rc, out, err = await cli("sweep", fleet, *state, "--checksums")
