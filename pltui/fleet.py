@@ -18,6 +18,9 @@ Schema (see sample_fleet.toml for a commented example)::
     [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
                 parallel, max_fail, pause
+
+Values that reach ssh (host, user, proxy_jump = one "[user@]host[:port]") never start with `-`
+nor hold whitespace or control characters; state paths stay inside the service root.
 """
 
 from __future__ import annotations
@@ -228,6 +231,10 @@ class _Locator:
         return header_line
 
 
+# One jump host as the transport supports it: [user@]host[:port] (no chain, no option).
+_JUMP_RE = re.compile(r"^(?:([^@:,/]+)@)?([^@:,/\[\]]+)(?::(\d{1,5}))?$")
+
+
 def root_relative_problem(path: str) -> str | None:
     """Why `path` is not a path inside the service root (None when it is): state paths and
     `capture --paths` are documented as relative to the root, so an absolute path, a `~` (home)
@@ -299,16 +306,18 @@ class _Loader:
         value = self.text_value(table, data, key, default)
         if value is None or key not in data or value == default:
             return value
-        parts = value.split(",") if key == "proxy_jump" else [value]
         bad_char = next((c for c in value if c.isspace() or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
         if bad_char is not None:
             self.problem(table, key, f"must not contain whitespace or control characters (found {bad_char!r})")
             return default
-        if any(p.startswith("-") or not p for p in parts):
-            self.problem(table, key, f"must not start with '-' (ssh would read {value[:40]!r} as an option)"
-                         if value.startswith("-") or key != "proxy_jump"
-                         else "each hop must be [user@]host[:port], none empty or starting with '-'")
+        if value.startswith("-"):
+            self.problem(table, key, f"must not start with '-' (ssh would read {value[:40]!r} as an option)")
             return default
+        if key == "proxy_jump":
+            hop = _JUMP_RE.match(value)
+            if not hop or not 1 <= int(hop.group(3) or 22) <= 65535 or hop.group(2).startswith("-"):
+                self.problem(table, key, f"{value[:60]!r}: expected one jump host, [user@]host[:port]")
+                return default
         return value
 
     def int_value(self, table: str, data: dict, key: str, default: int, low: int, high: int) -> int:

@@ -24,6 +24,9 @@ CASES = [
     ('[node."n1"]\nproxy_jump = "jump1,-oProxyCommand=sh"\n', 6, "node.n1.proxy_jump"),
     ('[ssh]\nuser = "\\u001b[31mred"\n', 6, "ssh.user"),
     ('[ssh]\nproxy_jump = "-J x"\n', 6, "ssh.proxy_jump"),
+    ('[ssh]\nproxy_jump = "ops@bastion:notaport"\n', 6, "ssh.proxy_jump"),
+    ('[ssh]\nproxy_jump = "ops@bastion:70000"\n', 6, "ssh.proxy_jump"),
+    ('[node."n2"]\nproxy_jump = "ops@-bastion"\n', 6, "node.n2.proxy_jump"),
 ]
 
 
@@ -40,7 +43,7 @@ def test_values_reaching_ssh_cannot_be_options(tmp_path, capsys, extra, line, la
 
 def test_ordinary_values_still_load(tmp_path, capsys):
     path = tmp_path / "fleet.toml"
-    path.write_text(BASE + '[ssh]\nuser = "svc-user_1"\nproxy_jump = "ops@bastion.example.org:2222,jump2"\n\n'
+    path.write_text(BASE + '[ssh]\nuser = "svc-user_1"\nproxy_jump = "ops@bastion.example.org:2222"\n\n'
                     '[node."n1"]\nhost = "10.0.0.1"\n[node."n2"]\nhost = "fe80::1%eth0"\nuser = "root"\n')
     assert main(["check", str(path)]) == 0, capsys.readouterr().err
 
