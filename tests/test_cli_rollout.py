@@ -21,6 +21,7 @@ async def test_rollback_with_a_selection_rolls_back_only_those_nodes(make_sim_fl
     fleet = str(sim.fleet_path)
     code, out, err = await acli("rollout", fleet, str(make_bundle(tmp_path, "1.0")), "--yes", state=state)
     assert code == 0, out + err
+    assert f"undo: pltui rollout {fleet} --rollback " in out  # the report ends with how to undo it
     code, out, err = await acli("rollout", fleet, str(make_bundle(tmp_path, "2.0")), "--yes", "--json", state=state)
     assert code == 0, out + err
     action_id = json.loads(out)["action_id"]

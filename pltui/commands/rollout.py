@@ -269,7 +269,9 @@ def print_report(report, fleet_arg: str) -> None:
         out(f"stopped because: {report.stopped_because}")
     if report.summary.get("status") in ("halted", "paused", "interrupted"):
         out(f"see: pltui rollout {fleet_arg} --status {report.action_id}; go on: --resume {report.action_id}; "
-            f"undo: --rollback {report.action_id}")
+            f"undo: --rollback {report.action_id} (add -w NODESET for some nodes only)")
+    elif report.summary.get("status") == "done":
+        out(f"undo: pltui rollout {fleet_arg} --rollback {report.action_id} (add -w NODESET for some nodes only)")
 
 
 # --------------------------------------------------------------------------------------------
