@@ -245,7 +245,7 @@ async def _go(fleet, args, bundle, stages, health, only=None) -> int:
         if args.json:
             print_json({"plan": plan, **report.to_json()})
         else:
-            print_report(report, args.fleet)
+            print_report(report, args.fleet, rollback=bool(args.rollback))
         if report.summary.get("status") == "interrupted":
             return EXIT_INTERRUPTED
         return EXIT_OK if report.ok else EXIT_UNHEALTHY
@@ -254,7 +254,7 @@ async def _go(fleet, args, bundle, stages, health, only=None) -> int:
         store.close()
 
 
-def print_report(report, fleet_arg: str) -> None:
+def print_report(report, fleet_arg: str, rollback: bool = False) -> None:
     groups: dict[tuple[str, str], list[str]] = {}
     for node, r in report.results.items():
         groups.setdefault((r.state, r.message if r.state != "done" else ""), []).append(node)
@@ -270,7 +270,7 @@ def print_report(report, fleet_arg: str) -> None:
     if report.summary.get("status") in ("halted", "paused", "interrupted"):
         out(f"see: pltui rollout {fleet_arg} --status {report.action_id}; go on: --resume {report.action_id}; "
             f"undo: --rollback {report.action_id} (add -w NODESET for some nodes only)")
-    elif report.summary.get("status") == "done":
+    elif report.summary.get("status") == "done" and not rollback:
         out(f"undo: pltui rollout {fleet_arg} --rollback {report.action_id} (add -w NODESET for some nodes only)")
 
 
