@@ -24,6 +24,11 @@ from pltui.sanitize import clean
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 # Local trouble an operator fixes on the management host (full, read-only, over quota).
 LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+# The contract, word for word as README.md states it (a test holds the two together); every
+# subcommand's --help ends with it.
+EXIT_CODES = ("Exit codes: 0 every selected node healthy / the action fully done, 1 some node is not, "
+              "2 usage, fleet-file or local errors (one line each, naming what and where; a full or "
+              "unwritable local destination is a local error), 130 interrupted.")
 
 
 class UsageError(Exception):
@@ -93,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # shared helpers, not subcommands
         module = importlib.import_module(f"pltui.commands.{info.name}")
         module.register(subparsers)
+    for sub in subparsers.choices.values():
+        sub.epilog = f"{sub.epilog}\n\n{EXIT_CODES}" if sub.epilog else EXIT_CODES
     return parser
 
 

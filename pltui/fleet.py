@@ -21,6 +21,9 @@ Schema (see sample_fleet.toml for a commented example)::
                 parallel, max_fail, pause
     [store]     history (how long the state database keeps history, events and finished
                 actions; "90d" by default, 0 keeps everything)
+
+Values that reach ssh (host, user, proxy_jump = one "[user@]host[:port]") never start with `-`
+nor hold whitespace or control characters; state paths stay inside the service root.
 """
 
 from __future__ import annotations
@@ -238,6 +241,25 @@ class _Locator:
         return header_line
 
 
+# One jump host as the transport supports it: [user@]host[:port] (no chain, no option).
+_JUMP_RE = re.compile(r"^(?:([^@:,/]+)@)?([^@:,/\[\]]+)(?::(\d{1,5}))?$")
+
+
+def root_relative_problem(path: str) -> str | None:
+    """Why `path` is not a path inside the service root (None when it is): state paths and
+    `capture --paths` are documented as relative to the root, so an absolute path, a `~` (home)
+    or a `..` that climbs out would capture something else than the service's state."""
+    if path.startswith("/"):
+        why = "is absolute"
+    elif path.startswith("~"):
+        why = "starts with ~"
+    elif ".." in path.split("/"):
+        why = "climbs out with .."
+    else:
+        return None
+    return f"{path!r} {why}: state paths are relative to the service root"
+
+
 class _Loader:
     def __init__(self, text: str, source: str, base_dir: Path | None):
         self.text = text
@@ -286,6 +308,28 @@ class _Loader:
             return default
         return value
 
+    def ssh_value(self, table: str, data: dict, key: str, default: str | None) -> str | None:
+        """A value that reaches an ssh command line (host, user, proxy_jump): never an option.
+
+        ssh reads a destination or `-J` hop starting with `-` as an option (`-oProxyCommand=...`
+        runs a command); whitespace or control characters split or forge arguments and lines."""
+        value = self.text_value(table, data, key, default)
+        if value is None or key not in data or value == default:
+            return value
+        bad_char = next((c for c in value if c.isspace() or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
+        if bad_char is not None:
+            self.problem(table, key, f"must not contain whitespace or control characters (found {bad_char!r})")
+            return default
+        if value.startswith("-"):
+            self.problem(table, key, f"must not start with '-' (ssh would read {value[:40]!r} as an option)")
+            return default
+        if key == "proxy_jump":
+            hop = _JUMP_RE.match(value)
+            if not hop or not 1 <= int(hop.group(3) or 22) <= 65535 or hop.group(2).startswith("-"):
+                self.problem(table, key, f"{value[:60]!r}: expected one jump host, [user@]host[:port]")
+                return default
+        return value
+
     def int_value(self, table: str, data: dict, key: str, default: int, low: int, high: int) -> int:
         value = self.get(table, data, key, int, default, "an integer")
         if not low <= value <= high:
@@ -316,6 +360,14 @@ class _Loader:
             self.problem(table, key, "expected a list of non-empty strings")
             return ()
         return tuple(value)
+
+    def root_relative(self, table: str, data: dict, key: str) -> tuple[str, ...]:
+        """A list of paths inside the service root (see `root_relative_problem`)."""
+        paths = self.str_list(table, data, key)
+        problems = [p for p in map(root_relative_problem, paths) if p]
+        for problem in problems:
+            self.problem(table, key, problem)
+        return () if problems else paths
 
     def table(self, data: dict, key: str) -> dict:
         value = data.get(key, {})
@@ -384,7 +436,7 @@ class _Loader:
             policy = d.host_key_policy
         fanout = self.int_value("ssh", t, "fanout", d.fanout, 1, 10000)
         return SSHSettings(
-            user=self.text_value("ssh", t, "user", d.user),
+            user=self.ssh_value("ssh", t, "user", d.user),
             port=self.int_value("ssh", t, "port", 22, 1, 65535) if "port" in t else None,
             identity_file=self.path_value("ssh", t, "identity_file", d.identity_file),
             known_hosts=self.path_value("ssh", t, "known_hosts", d.known_hosts) or d.known_hosts,
@@ -393,7 +445,7 @@ class _Loader:
             command_timeout=self.duration("ssh", t, "command_timeout", d.command_timeout, minimum=0.1),
             fanout=fanout,
             handshakes=min(self.int_value("ssh", t, "handshakes", d.handshakes, 1, 10000), fanout),
-            proxy_jump=self.text_value("ssh", t, "proxy_jump", d.proxy_jump),
+            proxy_jump=self.ssh_value("ssh", t, "proxy_jump", d.proxy_jump),
             config=self.path_value("ssh", t, "config", d.config),
             keepalive=self.duration("ssh", t, "keepalive", d.keepalive),
         )
@@ -459,7 +511,7 @@ class _Loader:
             protocol_command=protocol_command,
             important=self.str_list("service", t, "important"),
             logs=self.str_list("service", t, "logs"),
-            state=self.str_list("service", t, "state"),
+            state=self.root_relative("service", t, "state"),
             reboot_command=self.text_value("service", t, "reboot_command", None),
             monitor_interval=self.duration("service", t, "monitor_interval", d.monitor_interval, minimum=0.5),
             processes=tuple(processes),
@@ -632,12 +684,12 @@ class _Loader:
             self.check_keys(where, o, ("host", "port", "user", "root", "identity_file", "proxy_jump"))
             nodes[name] = Node(
                 name=name,
-                host=self.text_value(where, o, "host", name) or name,
+                host=self.ssh_value(where, o, "host", name) or name,
                 port=self.int_value(where, o, "port", 22, 1, 65535) if "port" in o else ssh.port,
-                user=self.text_value(where, o, "user", ssh.user),
+                user=self.ssh_value(where, o, "user", ssh.user),
                 root=self.text_value(where, o, "root", service.root) or service.root,
                 identity_file=self.path_value(where, o, "identity_file", ssh.identity_file),
-                proxy_jump=self.text_value(where, o, "proxy_jump", ssh.proxy_jump),
+                proxy_jump=self.ssh_value(where, o, "proxy_jump", ssh.proxy_jump),
                 track=track_of.get(name, DEFAULT_TRACK),
                 groups=tuple(groups_of.get(name, ())),
             )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import asyncssh
+from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from pltui.fleet import Fleet, Node
 from pltui.model import SSHState
@@ -124,6 +125,21 @@ class HostKeys:
     def knows(self, host: str, port: int) -> bool:
         keys = self.match(host, host, port)
         return bool(keys[0] or keys[1])
+
+    def host_key_algs(self, host: str, port: int) -> tuple[str, ...]:
+        """Host key algorithms to offer: the types known_hosts holds for the host first, then all
+        others (as OpenSSH does). asyncssh alone offers only the known types, so a node that now
+        has keys of another type fails key exchange, which reads as a generic `error`; offered
+        every type, the node presents its key and the known_hosts check reports `hostkey`."""
+        try:
+            trusted, cas = self.match(host, "", port)[:2]
+        except ValueError:
+            return ()
+        if not trusted or cas:
+            return ()  # nothing known (or CA-signed host keys): asyncssh's own choice
+        first = list(dict.fromkeys(alg for key in trusted for alg in key.sig_algorithms))
+        rest = [alg for alg in get_default_certificate_algs() + get_default_public_key_algs() if alg not in first]
+        return tuple(alg.decode("ascii") for alg in first + rest)
 
     async def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
         """Append a first-seen key (accept-new), as OpenSSH would write it."""
@@ -237,6 +253,9 @@ class Transport:
         port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
         client = _Client(self.host_keys, node.host, port)
         options = self._options(node)
+        algs = self.host_keys.host_key_algs(node.host, port)
+        if algs:
+            options["server_host_key_algs"] = algs
         try:
             async with self.handshakes:
                 conn = await asyncio.wait_for(
@@ -258,6 +277,10 @@ class Transport:
         except socket.gaierror as exc:
             raise NodeError(SSHState.UNREACHABLE, f"cannot resolve {node.host}: {exc.strerror}") from None
         except asyncssh.DisconnectError as exc:
+            if "host key" in str(exc.reason).lower():  # known_hosts holds only other key types
+                raise NodeError(SSHState.HOSTKEY, f"no host key of a type known_hosts holds for {node.host}:{port} "
+                                f"({exc.reason}): new node keys, or someone in the middle; known_hosts: "
+                                f"{self.host_keys.path}") from None
             raise NodeError(SSHState.ERROR, f"{node.host}:{port} disconnected during handshake: {exc.reason}") from None
         except OSError as exc:
             raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{port}: {exc.strerror or exc}") from None
@@ -479,5 +502,5 @@ def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
         argv += ["-J", node.proxy_jump]
     if fleet.ssh.config:
         argv += ["-F", fleet.ssh.config]
-    argv += [node.host, "-t", f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
+    argv += ["-t", "--", node.host, f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
     return argv

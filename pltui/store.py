@@ -353,6 +353,12 @@ class Store:
         self._write("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
                     (time.time(), level, node, kind, message))
 
+    def add_events(self, rows: list[tuple]) -> None:
+        """Several events in one transaction, each (time, level, node, kind, message): a sweep's
+        transitions (a mass outage is a thousand of them) cost one commit, not one each."""
+        if rows:
+            self._write("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)", rows, many=True)
+
     def events(self, node: str | None = None, limit: int = 200) -> list[dict]:
         if node is None:
             rows = self._read("SELECT time, level, node, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,))

@@ -18,17 +18,10 @@ from typing import Iterable
 
 from pltui import consensus as consensus_mod
 from pltui import probe
+from pltui import transitions
 from pltui.fleet import Fleet, Node
-from pltui.model import (
-    Event,
-    HealDone,
-    NodeStatus,
-    NodeUpdated,
-    Notice,
-    SSHState,
-    SweepFinished,
-    SweepStarted,
-)
+from pltui.model import (Event, HealDone, NodeStatus, NodeTransition, NodeUpdated, Notice, SSHState,
+                         SweepFinished, SweepStarted)
 from pltui.paths import fleet_dir, state_root
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
@@ -101,6 +94,7 @@ class Engine:
         self._next_prune = 0.0
         self._scripts: dict[tuple[str, bool], bytes] = {}  # the fleet never changes under an engine
         self._track_of = {n: nd.track for n, nd in fleet.nodes.items()}
+        self._unsaved_transitions: list[NodeTransition] = []
         self._restore()
 
     def _restore(self) -> None:
@@ -139,6 +133,18 @@ class Engine:
         message = clean_line(message, 500)
         self.emit(Notice(level=level, message=message, node=node))
         self._store_call(lambda s: s.event(level, kind, message, node))
+
+    def _transitions(self, found: list[NodeTransition]) -> None:
+        """Emit transitions (same queue as NodeUpdated); they are stored with the next flush."""
+        for t in found:
+            self.emit(t)
+        self._unsaved_transitions.extend(found)
+
+    def _save_transitions(self) -> None:
+        if self._unsaved_transitions:
+            rows = [transitions.event_row(t) for t in self._unsaved_transitions]
+            self._unsaved_transitions = []
+            self._store_call(lambda s: s.add_events(rows))
 
     def _store_call(self, fn):
         if self.store is None or time.monotonic() < self._store_retry:
@@ -207,6 +213,7 @@ class Engine:
         self.emit(SweepStarted(sweep_id=sweep_id, checksums=checksums, total=len(todo)))
         pending: list[NodeStatus] = []
         done = 0
+        drift_before = dict(self.consensus.drift)
 
         async def one(name: str) -> None:
             nonlocal done
@@ -225,6 +232,7 @@ class Engine:
             done += 1
             self.progress = (done, len(todo))
             self.emit(NodeUpdated(status=status))
+            self._transitions(transitions.node_transitions(previous, status))
 
         async def flusher() -> None:
             while True:
@@ -242,6 +250,7 @@ class Engine:
                 pass
             self.sweeping = False
         self._decide()
+        self._transitions(transitions.drift_transitions(drift_before, self.consensus.drift, self.statuses, todo))
         checks = {n: self.consensus.checksum_state(n) for n in names} if checksums else None
         await self._flush_final(pending, sweep_id, checks)
         summary = consensus_mod.summarise([self.statuses[n] for n in self.nodes], self.consensus, self.fleet.sweep.quorum)
@@ -264,6 +273,7 @@ class Engine:
 
     def _flush(self, pending: list[NodeStatus], sweep_id: int) -> None:
         """Save what the running sweep found so far (followers see it live)."""
+        self._save_transitions()
         if not pending:
             return
         batch = list(pending)
@@ -282,6 +292,7 @@ class Engine:
             part_checks = {s.node: checks[s.node] for s in part if s.node in checks} if checks else None
             self._store_call(lambda s: s.save_statuses(part, sweep_id, part_checks))
             await asyncio.sleep(0)
+        self._save_transitions()
 
     # -- heal -------------------------------------------------------------------------------
 
@@ -306,9 +317,12 @@ class Engine:
             event = HealDone(node=name, ok=ok, message=("restarted monitor: " if ok else "heal failed: ") + message)
             self.emit(event)
             self._store_call(lambda s: s.event("info" if ok else "error", "heal", event.message, name))
+            if ok:
+                self._transitions([transitions.healed(name, message, event.time)])
             return event
 
         results = await asyncio.gather(*(one(n) for n in names))
+        self._save_transitions()
         self._store_call(lambda s: s.audit("heal", names, {"policy": self.heal_policy, "by": "sweep"},
                                            f"{sum(r.ok for r in results)}/{len(results)} healed"))
         return list(results)
@@ -441,8 +455,11 @@ class Engine:
         for updated, status in rows:
             self._follow_since = max(self._follow_since, updated)
             if status.node in selected:
+                previous = self.statuses.get(status.node)
                 self.statuses[status.node] = status
                 self.emit(NodeUpdated(status=status))
+                for t in transitions.node_transitions(previous, status):
+                    self.emit(t)  # the owning process stores them; a follower only shows them
         last = self._store_call(lambda s: s.last_sweep())
         if last and last["id"] != self._followed_sweep and last["summary"]:
             self._followed_sweep = last["id"]

@@ -75,7 +75,7 @@ async def test_identical_outputs_are_gathered_under_folded_node_sets(sim5, tmp_p
     assert report.ok and report.exit_code == 0
     assert {e.node for e in events if getattr(e, "state", None) == "running"} == set(sim5.names)
     text = render_groups(groups, action.timeout)
-    assert text[:3] == ["---------------- sim[001,003,005] (3) ----------------", "1.0", "[exit 0]"]
+    assert text[:3] == ["---------------- sim[001,003,005] (3) ----------------", "  1.0", "[exit 0]"]
 
 
 async def test_distinct_exit_codes_form_separate_groups(sim5, tmp_path):
@@ -104,7 +104,7 @@ def test_grouping_orders_errors_last_and_keeps_their_messages():
     groups = group_records(records, ["n1", "n2", "n3", "n4", "n5"])
     assert [(g.folded, g.kind) for g in groups] == [("n[1,5]", "exit"), ("n2", "exit"), ("n[3-4]", "error")]
     lines = render_groups(groups, 10)
-    assert lines[-3:] == ["[refused]", "n3: connection refused by n3:22", "n4: connection refused by n4:22"]
+    assert lines[-3:] == ["[refused]", "  n3: connection refused by n3:22", "  n4: connection refused by n4:22"]
 
 
 # -- trouble ------------------------------------------------------------------------------------
@@ -116,8 +116,8 @@ async def test_unreachable_node_is_reported_and_the_rest_succeed(make_sim_fleet,
     rc, out, err = await cli("exec", str(sim.fleet_path), "--state", str(state), "--", "echo", "hello")
     text = out.decode()
     assert rc == 1, err
-    assert "---------------- sim[001-002,004-005] (4) ----------------\nhello\n[exit 0]\n" in text
-    assert "---------------- sim003 (1) ----------------\n[refused]\nsim003: connection refused by 127.0.0.1:" in text
+    assert "---------------- sim[001-002,004-005] (4) ----------------\n  hello\n[exit 0]\n" in text
+    assert "---------------- sim003 (1) ----------------\n[refused]\n  sim003: connection refused by 127.0.0.1:" in text
     assert "5 nodes: 4 exit 0, 0 exit non-zero, 1 not run" in text
 
     rc, out, _ = await cli("exec", str(sim.fleet_path), "--state", str(state), "--json", "-x", "sim001",

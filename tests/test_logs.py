@@ -677,7 +677,7 @@ async def test_full_local_disk_stops_cleanly_and_prunes_nothing_unverified(sim3,
     dest = tiny_disk / "dest"
     code, out, err = await cli("logs", str(sim3.fleet_path), "--dest", str(dest), "--prune", "--parallel", "1",
                                "--state", str(tmp_path / "state"))
-    assert code == 1
+    assert code == 2  # a local error (README: exit codes)
     text = out.decode() + err.decode()
     assert "local disk full" in text and str(dest) in text, text
     assert_nothing_lost(history, roots_of(sim3), dest)

@@ -30,7 +30,7 @@ from pltui.fleet import Fleet
 from pltui.model import SSHState
 from pltui.nodesets import fold
 from pltui.probe import shell_path
-from pltui.sanitize import clean
+from pltui.sanitize import clean, clean_line
 from pltui.ssh import NodeError, Transport, bounded
 from pltui.store import Store
 
@@ -287,24 +287,34 @@ class ExecAction(Action):
         return group_records(self.records.values(), self.nodes)
 
 
+INDENT = "  "
+
+
+def _indented(data: bytes) -> list[str]:
+    """Node output as display lines, each indented: the left margin belongs to pltui's own
+    headers and annotations, so no node can print a line that reads as one of them."""
+    text = clean(data, limit=MAX_OUTPUT, newlines=True)
+    if text.endswith("\n"):
+        text = text[:-1]
+    return [INDENT + line if line else "" for line in text.split("\n")] if text else []
+
+
 def render_groups(groups: list[ExecGroup], timeout: float) -> list[str]:
-    """Human text for gathered groups (clush -b style). Lines still hold node bytes: print them
-    only through a sanitising writer (`pltui.cli.out`)."""
+    """Human text for gathered groups (clush -b style, output indented so it cannot be forged).
+    Lines still hold node text: print them only through a sanitising writer (`pltui.cli.out`)."""
     lines: list[str] = []
     for group in groups:
         lines.append(f"---------------- {group.folded} ({len(group.nodes)}) ----------------")
         if group.kind == "error":
             lines.append(f"[{group.error_class}]")
             for node in group.nodes:
-                lines.append(f"{node}: {group.messages.get(node, '')}")
+                lines.append(f"{INDENT}{node}: {clean_line(group.messages.get(node, ''), 1000)}")
             continue
-        text = clean(group.stdout, limit=MAX_OUTPUT, newlines=True)
-        if text:
-            lines.append(text[:-1] if text.endswith("\n") else text)
-        err = clean(group.stderr, limit=MAX_OUTPUT, newlines=True)
+        lines += _indented(group.stdout)
+        err = _indented(group.stderr)
         if err:
             lines.append("[stderr]")
-            lines.append(err[:-1] if err.endswith("\n") else err)
+            lines += err
         if group.kind == "exit":
             lines.append(f"[{exit_text(group.exit_status)}]")
         elif group.kind == "timeout":

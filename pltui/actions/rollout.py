@@ -58,7 +58,9 @@ Crash safety
     interrupted rollback is finished). A batch's budget counts its nodes' current states, so a
     batch whose unreachable nodes now succeed goes on, and one still over budget halts again.
     ``--rollback`` returns every touched node to its previous release (and restarts it when it ran
-    before); a node that moved on to a later release is left alone.
+    before); a node that moved on to a later release is left alone. With `only` (the operator's
+    -w/-g/-x/-X), a resume or rollback acts on those nodes of the rollout alone; a partial rollback
+    leaves the rollout's status as it was (the other nodes can still be resumed or rolled back).
 
 Node-side layout: see pltui/node/release.sh and docs/node-layout.md.
 """
@@ -288,12 +290,21 @@ class Rollout(Action):
 
     def __init__(self, fleet: Fleet, transport: Transport, store: Store, state: dict, *, mode: str = "run",
                  state_dir: str | os.PathLike | None = None, health_timeout: float | None = None,
-                 action_id: str | None = None, **kwargs):
+                 action_id: str | None = None, only: Iterable[str] | None = None, **kwargs):
         if store is None:
             raise ActionError("a rollout needs the state database (it records every step for --status/--resume)")
         self.state = state
         self.stages = [StagePlan.from_json(s) for s in state["stages"]]
         nodes = [n for s in self.stages for n in s.nodes]
+        # `only`: the operator's selection on --resume/--rollback; the other nodes of the rollout
+        # are neither touched nor reported (a partial resume or rollback, never a silent "all")
+        self.only: set[str] | None = None
+        if only is not None:
+            wanted = set(only)
+            nodes = [n for n in nodes if n in wanted]
+            if not nodes:
+                raise ActionError(f"the selection names no node of rollout {action_id or state.get('action_id')}")
+            self.only = set(nodes)
         super().__init__(fleet, transport, store, nodes, action_id=action_id or state.get("action_id"), **kwargs)
         self.state["action_id"] = self.action_id
         self.mode = mode
@@ -304,6 +315,7 @@ class Rollout(Action):
         self.halt_reason: str | None = None
         self.halt_status = "halted"
         self.status = state.get("status", "new")
+        self._prior_status = self.status
         self._flush: asyncio.Future | None = None
         self._flush_task: asyncio.Task | None = None
         self._save_cost = 0.0
@@ -371,6 +383,7 @@ class Rollout(Action):
             "reload": self.state["reload"],
             "failhard": self.state["failhard"],
             "health_timeout": self.health_timeout,
+            "selection": None if self.only is None else {"nodes": fold(self.nodes), "count": len(self.nodes)},
             "stages": [{"name": s.name, "nodes": fold(s.nodes), "count": len(s.nodes),
                         "batches": [len(b) for b in s.batches], "parallel": s.parallel, "max_fail": s.max_fail,
                         "pause": s.pause} for s in self.stages],
@@ -455,6 +468,8 @@ class Rollout(Action):
         rec["t"] = time.time()
         if message is not None:
             rec["message"] = clean_line(message, 300)
+        elif phase not in FINAL_PHASES:
+            rec.pop("message", None)  # the message belongs to the step that wrote it, not to this one
         rec.update(extra)
         self.progress(name, phase, rec.get("message", "") if phase in FINAL_PHASES + ("unreachable",) else (message or ""))
         try:
@@ -759,6 +774,8 @@ class Rollout(Action):
         return None
 
     def _todo(self, nodes: list[str]) -> list[str]:
+        if self.only is not None:
+            nodes = [n for n in nodes if n in self.only]
         if self.mode == "rollback":
             return [n for n in nodes if self.recs[n].get("touched") and self.recs[n]["phase"] != "rolled-back"]
         return [n for n in nodes if self.recs[n]["phase"] not in FINAL_PHASES]
@@ -798,11 +815,20 @@ class Rollout(Action):
         if self.halt_reason is None and self.control.aborted:
             self.halt("interrupted by the operator", "interrupted")
         if self.mode == "rollback":
-            status = "rolled-back"
+            status = "rolled-back" if self._all_rolled_back() else self._partial_status()
         else:
             status = self.halt_status if self.halt_reason else "done"
         self._final_save(status)
         return self.build_report()
+
+    def _all_rolled_back(self) -> bool:
+        """Whether no touched node of the whole rollout (selected or not) is left un-rolled-back."""
+        return all(r["phase"] == "rolled-back" or not r.get("touched") for r in self.recs.values())
+
+    def _partial_status(self) -> str:
+        """A partial rollback (a selection) leaves the rollout's own status; a run cut short is interrupted."""
+        prior = self._prior_status
+        return prior if prior in ("done", "halted", "paused", "interrupted", "rolled-back") else "interrupted"
 
     def _save_status(self, status: str) -> bool:
         try:

@@ -2,7 +2,8 @@
 
 The command words are joined with spaces into one shell command line, as `ssh` and `clush` do;
 it runs under `/bin/sh -c` on every node (in the service root with `--in-root`). Nodes with the
-same outcome and output are printed once, headed by their folded node set (`clush -b`). Exit 0
+same outcome and output are printed once, headed by their folded node set (`clush -b`), every
+output line indented so that no node can print a line that reads as a header. Exit 0
 when every node ran the command and it exited 0, 1 otherwise, 2 for usage errors.
 """
 

@@ -1,7 +1,8 @@
 """`pltui logs FLEET --dest DIR [--prune]`: collect the nodes' log files, verified (see
 pltui/actions/logs/). Re-running continues a killed or failed collection and skips what is
 already collected. Exit 0 when every selected node's files are all collected, 1 otherwise (a
-node unreachable, a file failed, or the run stopped, e.g. by a full disk), 2 on usage errors.
+node unreachable, a file failed, the run stopped), 2 on usage and local errors (a full local
+disk stops the run: that is this machine's problem, not the nodes').
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 
 from pltui.actions.base import ActionError
-from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_json_arg, add_selection_args, err,
+from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, UsageError, add_fleet_arg, add_json_arg, add_selection_args, err,
                        load_fleet, out, print_json, select)
 from pltui.format import human_bytes
 from pltui.model import ActionProgress, Event
@@ -142,4 +143,15 @@ def run_logs(args) -> int:
         print_logs_report(report)
     if report.stopped_because and not args.json:
         err(f"pltui: logs stopped: {report.stopped_because}")
+    if local_stop(report):
+        if args.json:
+            err(f"pltui: logs stopped: {report.stopped_because}")
+        return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_UNHEALTHY
+
+
+def local_stop(report) -> bool:
+    """Whether the collection stopped for a local reason (DEST's disk full: `localstore.DiskFull`)."""
+    from pltui.actions.logs.localstore import DISK_FULL_PREFIX
+
+    return bool(report.stopped_because) and report.stopped_because.startswith(DISK_FULL_PREFIX)

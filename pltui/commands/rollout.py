@@ -4,8 +4,11 @@
                   [--max-fail F] [--parallel N] [--failhard] [--reload] [--yes] [--health-timeout D]
                   [--dry-run] [--json]
     pltui rollout FLEET --status [ACTION_ID] [--json]
-    pltui rollout FLEET --resume ACTION_ID [--yes] [--health-timeout D] [--json]
-    pltui rollout FLEET --rollback ACTION_ID [--json]
+    pltui rollout FLEET --resume ACTION_ID [-w/-g/-x/-X] [--yes] [--health-timeout D] [--json]
+    pltui rollout FLEET --rollback ACTION_ID [-w/-g/-x/-X] [--json]
+
+With a selection, --resume and --rollback act on the selected nodes of the rollout only (a
+partial resume or rollback); a selection naming none of its nodes is refused (exit 2).
 
 The plan is printed first. A pause between stages asks on the terminal ("continue? [y/N]");
 without a terminal the rollout stops there, resumable (``--yes`` continues automatically).
@@ -50,8 +53,11 @@ def register(subparsers) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--status", nargs="?", const="", metavar="ACTION_ID",
                       help="where a rollout (default: the latest) and each of its nodes stand")
-    mode.add_argument("--resume", metavar="ACTION_ID", help="continue an interrupted or paused rollout")
-    mode.add_argument("--rollback", metavar="ACTION_ID", help="return the rollout's touched nodes to their previous release")
+    mode.add_argument("--resume", metavar="ACTION_ID",
+                      help="continue an interrupted or paused rollout (with -w/-g/-x/-X: only those of its nodes)")
+    mode.add_argument("--rollback", metavar="ACTION_ID",
+                      help="return the rollout's touched nodes to their previous release (with -w/-g/-x/-X: only "
+                           "those)")
     parser.add_argument("--stage", action="append", default=[], metavar="GROUP[:BATCH[:MAX_FAIL]]",
                         help="a stage on a group (repeat; a pause before each after the first); "
                              "default: the fleet's [rollout] stages")
@@ -83,7 +89,10 @@ def _open_store(fleet, args):
 
 def run(args) -> int:
     fleet = load_fleet(args.fleet)
+    selecting = args.include or args.groups or args.exclude or args.exclude_groups
     if args.status is not None:
+        if selecting:
+            raise UsageError("--status shows the whole rollout: it takes no -w/-g/-x/-X")
         return show_status(fleet, args)
     health = None
     if args.health_timeout:
@@ -96,12 +105,12 @@ def run(args) -> int:
     if args.resume or args.rollback:
         if args.bundle:
             raise UsageError("--resume/--rollback take no BUNDLE (the rollout's own bundle is used)")
-        return asyncio.run(_go(fleet, args, None, None, health))
+        only = select(fleet, args) if selecting else None  # honoured: only these nodes, never ignored
+        return asyncio.run(_go(fleet, args, None, None, health, only))
     if not args.bundle:
         raise UsageError("give a BUNDLE (a directory or .tar.gz holding VERSION), or --status, --resume ID, --rollback ID")
     from pltui.actions.rollout import build_stages
 
-    selecting = args.include or args.groups or args.exclude or args.exclude_groups
     selected = select(fleet, args) if selecting else None
     try:
         stages = build_stages(fleet, selected, stage_args=args.stage, batch=args.batch, max_fail=args.max_fail,
@@ -127,6 +136,9 @@ def print_plan(plan: dict) -> None:
     how = "reload (no restart)" if plan["reload"] else "stop, swap, start"
     out(f"  per node: upload, verify sha256, {how}, verify (health timeout {format_duration(plan['health_timeout'])})"
         + ("; --failhard" if plan["failhard"] else ""))
+    if plan.get("selection"):
+        out(f"  only the selected nodes of the rollout: {plan['selection']['nodes']} ({plan['selection']['count']}); "
+            f"the others are left as they are")
     for s in plan["stages"]:
         batches = ", ".join(str(n) for n in s["batches"])
         out(f"  stage {s['name']}: {s['count']} nodes ({s['nodes']}); batches {batches}; parallel {s['parallel']}; "
@@ -174,7 +186,7 @@ def _printer(args, control: Control, loop: asyncio.AbstractEventLoop):
     return emit
 
 
-async def _go(fleet, args, bundle, stages, health) -> int:
+async def _go(fleet, args, bundle, stages, health, only=None) -> int:
     from pltui.actions.rollout import Rollout
     from pltui.ssh import Transport
 
@@ -191,7 +203,7 @@ async def _go(fleet, args, bundle, stages, health) -> int:
                                      failhard=args.failhard, **kwargs)
             else:
                 action = Rollout.load(fleet, transport, store, args.resume or args.rollback,
-                                      mode="resume" if args.resume else "rollback", **kwargs)
+                                      mode="resume" if args.resume else "rollback", only=only, **kwargs)
         except ActionError as exc:
             raise UsageError(str(exc)) from None
         plan = action.plan()
@@ -233,7 +245,7 @@ async def _go(fleet, args, bundle, stages, health) -> int:
         if args.json:
             print_json({"plan": plan, **report.to_json()})
         else:
-            print_report(report, args.fleet)
+            print_report(report, args.fleet, rollback=bool(args.rollback))
         if report.summary.get("status") == "interrupted":
             return EXIT_INTERRUPTED
         return EXIT_OK if report.ok else EXIT_UNHEALTHY
@@ -242,7 +254,7 @@ async def _go(fleet, args, bundle, stages, health) -> int:
         store.close()
 
 
-def print_report(report, fleet_arg: str) -> None:
+def print_report(report, fleet_arg: str, rollback: bool = False) -> None:
     groups: dict[tuple[str, str], list[str]] = {}
     for node, r in report.results.items():
         groups.setdefault((r.state, r.message if r.state != "done" else ""), []).append(node)
@@ -257,7 +269,9 @@ def print_report(report, fleet_arg: str) -> None:
         out(f"stopped because: {report.stopped_because}")
     if report.summary.get("status") in ("halted", "paused", "interrupted"):
         out(f"see: pltui rollout {fleet_arg} --status {report.action_id}; go on: --resume {report.action_id}; "
-            f"undo: --rollback {report.action_id}")
+            f"undo: --rollback {report.action_id} (add -w NODESET for some nodes only)")
+    elif report.summary.get("status") == "done" and not rollback:
+        out(f"undo: pltui rollout {fleet_arg} --rollback {report.action_id} (add -w NODESET for some nodes only)")
 
 
 # --------------------------------------------------------------------------------------------

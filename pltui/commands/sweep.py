@@ -1,4 +1,5 @@
-"""`pltui sweep` and `pltui history`: the fleet's state now, and a node's changes over time."""
+"""`pltui sweep` and `pltui history`: the fleet's state now (with what changed: transitions, heals), and
+a node's changes and transitions over time."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pltui.cli import (EXIT_OK, EXIT_UNHEALTHY, UsageError, add_fleet_arg, add_j
                        load_fleet, out, print_json, select)
 from pltui.durations import format_duration
 from pltui.format import human_bytes, procs_cell
-from pltui.model import Health
+from pltui.model import HealDone, Health, NodeTransition
 from pltui.nodesets import fold
 from pltui.sweep import Engine
 
@@ -26,12 +27,38 @@ def register(subparsers) -> None:
                         help="after each sweep, write Prometheus metrics there atomically (node_exporter textfile)")
     parser.set_defaults(func=run_sweep)
 
-    parser = subparsers.add_parser("history", help="show nodes' changes over time")
+    parser = subparsers.add_parser("history", help="show nodes' changes and transitions over time")
     add_fleet_arg(parser)
     add_selection_args(parser)
     add_json_arg(parser)
     parser.add_argument("--limit", type=int, default=200, help="most recent changes to show (default 200)")
     parser.set_defaults(func=run_history)
+
+
+def drain(queue: asyncio.Queue) -> tuple[list[NodeTransition], list[HealDone]]:
+    """The transitions and heals the engine reported since the last drain, in order."""
+    found, heals = [], []
+    while not queue.empty():
+        event = queue.get_nowait()
+        if isinstance(event, NodeTransition):
+            found.append(event)
+        elif isinstance(event, HealDone):
+            heals.append(event)
+    return found, heals
+
+
+def clock(t: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def print_changes(found: list[NodeTransition], heals: list[HealDone]) -> None:
+    """What changed in this sweep (after the table): transitions first, then what heal did."""
+    if found:
+        out(f"transitions ({len(found)}):")
+        for t in sorted(found, key=lambda t: (t.since or 0, t.node)):
+            out(f"  {t.node} {t.kind} since {clock(t.since)}" + (f": {t.detail}" if t.detail else ""))
+    for heal in heals:
+        out(f"monitor {'healed' if heal.ok else 'NOT healed'} on {heal.node}: {heal.message}")
 
 
 def sweep_document(engine: Engine, names: list[str], summary: dict) -> dict:
@@ -48,7 +75,9 @@ def sweep_document(engine: Engine, names: list[str], summary: dict) -> dict:
 
 
 def exit_code(engine: Engine, names: list[str]) -> int:
-    bad = [n for n in names if engine.statuses[n].health != Health.UP or engine.consensus.drift.get(n)]
+    """1 while any selected node is not up, drifts, or is isolated (outside the largest cohort)."""
+    bad = [n for n in names if engine.statuses[n].health != Health.UP or engine.consensus.drift.get(n)
+           or n in engine.consensus.isolated]
     return EXIT_UNHEALTHY if bad else EXIT_OK
 
 
@@ -102,18 +131,24 @@ async def _sweep(args, fleet, names) -> int:
     from pltui import alerts
 
     alerter = alerts.attach(engine)  # [alerts] hooks hear this run's transitions
+    queue = engine.subscribe()
     try:
         checksums = args.checksums
         while True:
             summary = await engine.sweep(checksums=checksums)
+            found, heals = drain(queue)
             if metrics is not None:
                 _write_metrics(metrics, args.metrics_file)
             if engine.store_error:
                 err(f"pltui: warning: history not saved: {engine.store_error}")
             if args.json:
-                print_json(sweep_document(engine, names, summary))
+                doc = sweep_document(engine, names, summary)
+                doc["transitions"] = [t.to_json() for t in found]
+                doc["heals"] = [{"node": h.node, "ok": h.ok, "message": h.message} for h in heals]
+                print_json(doc)
             else:
                 print_table(engine, names, summary)
+                print_changes(found, heals)
             engine._store_call(lambda s: s.audit("sweep", names, {"checksums": args.checksums}, "done"))
             if not args.watch:
                 return exit_code(engine, names)
@@ -152,6 +187,17 @@ def run_sweep(args) -> int:
     return asyncio.run(_sweep(args, fleet, names))
 
 
+def transitions_of(store, names: list[str], limit: int) -> list[NodeTransition]:
+    """The selected nodes' stored transitions (events of kind "transition"), the latest `limit`."""
+    from pltui.transitions import from_event
+
+    found = []
+    for name in names:
+        found += [t for t in map(from_event, store.events(name, limit=limit)) if t is not None]
+    found.sort(key=lambda t: t.since or t.time)
+    return found[-limit:]
+
+
 def run_history(args) -> int:
     from pltui.paths import fleet_dir, state_root
     from pltui.store import Store, StoreError
@@ -166,17 +212,22 @@ def run_history(args) -> int:
             err(f"pltui: warning: {store.notice}")
         try:
             rows = store.history(names, limit=args.limit)
+            found = transitions_of(store, names, args.limit)
         finally:
             store.close()
     except StoreError as exc:
         raise UsageError(f"cannot read the history: {exc}") from None
     if args.json:
-        print_json({"fleet": fleet.name, "history": rows})
+        print_json({"fleet": fleet.name, "history": rows, "transitions": [t.to_json() for t in found]})
         return EXIT_OK
+    lines = []
     for row in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
         changes = ", ".join(f"{k}={v if v is not None else '-'}" for k, v in row["changes"].items())
-        out(f"{when} {row['node']:<18} {changes}")
-    if not rows:
+        lines.append((row["time"], 0, row["node"], changes))
+    for t in found:
+        lines.append((t.since or t.time, 1, t.node, f"{t.kind}" + (f": {t.detail}" if t.detail else "")))
+    for when, _, node, text in sorted(lines, key=lambda line: line[:2]):
+        out(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))} {node:<18} {text}")
+    if not rows and not found:
         out("no history yet for this selection (run `pltui sweep` first)")
     return EXIT_OK

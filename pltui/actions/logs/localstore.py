@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 MANIFEST = ".pltui-manifest.jsonl"
 LOCK_FILE = ".pltui-lock"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL_PREFIX = "local disk full"  # how a stop for a full DEST reads (the CLI exits 2 on it)
 
 
 class LocalError(Exception):
@@ -37,7 +38,7 @@ class DiskFull(LocalError):
 def local_error(exc: OSError, path: Path | str) -> LocalError:
     what = exc.strerror or str(exc)
     if exc.errno in _DISK_FULL:
-        return DiskFull(f"local disk full: cannot write {path} ({what})")
+        return DiskFull(f"{DISK_FULL_PREFIX}: cannot write {path} ({what})")
     return LocalError(f"cannot write {path}: {what}")
 
 
