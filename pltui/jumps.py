@@ -220,6 +220,7 @@ class JumpPool:
     def __init__(self, opener: Opener, error_type: type, retry_after: float = 5.0):
         self.conns: dict[str, Any] = {}
         self.opened = 0  # hop connections opened so far (tests count them)
+        self.attempts = 0  # hop connections tried so far
         self._opener = opener
         self._error_type = error_type
         self._retry_after = retry_after
@@ -245,6 +246,7 @@ class JumpPool:
                 raise failed[1]
             tunnel = await self._hop(hops, index - 1) if index else None
             via = format_chain(hops[:index])
+            self.attempts += 1
             try:
                 conn = await self._opener(hops[index], tunnel, via)
             except self._error_type as exc:
@@ -255,6 +257,11 @@ class JumpPool:
             self.opened += 1
             self.conns[key] = conn
             return conn
+
+    def forget_failures(self) -> None:
+        """Try failed bastions again at the next use (an operator's explicit retry), instead of
+        failing their nodes at once until `retry_after` has passed."""
+        self._failed.clear()
 
     def _bastion_error(self, hop: Hop, via: str, exc: Exception) -> Exception:
         """The hop's failure as the nodes behind it report it: the bastion named, and a node
