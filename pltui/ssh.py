@@ -27,6 +27,7 @@ from typing import AsyncIterator
 import asyncssh
 
 from pltui.fleet import Fleet, Node
+from pltui.jumps import Hop, JumpPool, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
 from pltui.model import SSHState
 from pltui.sanitize import clean_line
 
@@ -180,10 +181,13 @@ class Transport:
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}  # least recently used first
         self._in_use: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
-        self._jump_lock = asyncio.Lock()
         self._keys: dict[str, list] = {}
         self._config = [s.config] if s.config else ()
+        # Jump hosts: one shared connection per chain prefix, every hop opened by _open (fleet
+        # host-key policy); a failed bastion fails its nodes at once for a while.
+        self.ssh_config = SshConfig(self._config)
+        self.jumps = JumpPool(self._open_hop, NodeError, retry_after=max(2.0, self.connect_timeout))
+        self._jumps = self.jumps.conns  # chain prefix ("a", "a,b") -> connection
 
     # -- connections ------------------------------------------------------------------------
 
@@ -219,50 +223,62 @@ class Transport:
             options["agent_path"] = None
         return options
 
-    async def _jump(self, spec: str, node: Node) -> asyncssh.SSHClientConnection:
-        """One shared connection per jump host (`user@host:port`)."""
-        async with self._jump_lock:
-            conn = self._jumps.get(spec)
-            if conn is not None and not conn.is_closed():
-                return conn
-            user, _, hostport = spec.rpartition("@")
-            host, _, port = hostport.partition(":")
-            jump_node = Node(name=f"jump:{spec}", host=host, port=int(port or 22), user=user or node.user,
-                             root="/", identity_file=node.identity_file)
-            conn = await self._open(jump_node, tunnel=None)
-            self._jumps[spec] = conn
-            return conn
+    async def _jump(self, node: Node) -> tuple[asyncssh.SSHClientConnection | None, str]:
+        """The shared connection through which `node` is reached (None: directly) and the chain's
+        name: the fleet file's proxy_jump, else ssh_config's ProxyJump (read here, so asyncssh
+        never opens a bastion connection of its own per node)."""
+        try:
+            hops = resolve_chain(node.proxy_jump, node.host, node.user, node.port, self.ssh_config)
+        except JumpSpecError as exc:
+            raise NodeError(SSHState.ERROR, f"proxy_jump of {node.name}: {exc}") from None
+        return await self.jumps.tunnel(hops), format_chain(hops)
 
-    async def _open(self, node: Node, tunnel) -> asyncssh.SSHClientConnection:
+    async def _open_hop(self, hop: Hop, tunnel, via: str) -> asyncssh.SSHClientConnection:
+        """Open one jump host with the fleet's identity, host-key policy and timeouts; its user is
+        the spec's, else ssh_config's for that host, else the fleet's."""
+        user = hop.user or self.ssh_config.user(hop.host, hop.port) or self.fleet.ssh.user
+        hop_node = Node(name=f"jump:{hop}", host=hop.host, port=hop.port, user=user, root="/",
+                        identity_file=self.fleet.ssh.identity_file)
+        return await self._open(hop_node, tunnel, via)
+
+    async def _open(self, node: Node, tunnel, via: str = "") -> asyncssh.SSHClientConnection:
         port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
         client = _Client(self.host_keys, node.host, port)
         options = self._options(node)
+        where = f"[{node.host}]:{port}" if ":" in node.host else f"{node.host}:{port}"
+        if via:
+            where += f" via {via}"
         try:
             async with self.handshakes:
                 conn = await asyncio.wait_for(
-                    asyncssh.connect(node.host, node.port or (), tunnel=tunnel or (),
+                    # tunnel=None, never (): () lets asyncssh apply ssh_config's ProxyJump itself
+                    asyncssh.connect(node.host, node.port or (), tunnel=tunnel,
                                      client_factory=lambda: client, **options),
                     self.connect_timeout + 1.0,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
             known = self.host_keys.knows(node.host, port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
-            raise NodeError(SSHState.HOSTKEY, f"{what} for {node.host}:{port} ({exc.reason}); "
+            raise NodeError(SSHState.HOSTKEY, f"{what} for {where} ({exc.reason}); "
                             f"known_hosts: {self.host_keys.path}") from None
         except asyncssh.PermissionDenied as exc:
-            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{node.host}:{port}: {exc.reason}") from None
+            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{where}: {exc.reason}") from None
         except ConnectionRefusedError:
-            raise NodeError(SSHState.REFUSED, f"connection refused by {node.host}:{port}") from None
+            raise NodeError(SSHState.REFUSED, f"connection refused by {where}") from None
         except (asyncio.TimeoutError, TimeoutError):
-            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {node.host}:{port} within {self.connect_timeout:g}s") from None
+            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {where} within {self.connect_timeout:g}s") from None
         except socket.gaierror as exc:
             raise NodeError(SSHState.UNREACHABLE, f"cannot resolve {node.host}: {exc.strerror}") from None
         except asyncssh.DisconnectError as exc:
-            raise NodeError(SSHState.ERROR, f"{node.host}:{port} disconnected during handshake: {exc.reason}") from None
+            raise NodeError(SSHState.ERROR, f"{where} disconnected during handshake: {exc.reason}") from None
         except OSError as exc:
-            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{port}: {exc.strerror or exc}") from None
+            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {where}: {exc.strerror or exc}") from None
+        except asyncssh.ChannelOpenError as exc:
+            # the bastion could not forward to the node: classified like a direct attempt
+            state = SSHState.REFUSED if "refused" in exc.reason.lower() else SSHState.UNREACHABLE
+            raise NodeError(state, f"cannot reach {where}: {exc.reason}") from None
         except (asyncssh.Error, ValueError) as exc:
-            raise NodeError(SSHState.ERROR, f"SSH handshake with {node.host}:{port} failed: {exc}") from None
+            raise NodeError(SSHState.ERROR, f"SSH handshake with {where} failed: {exc}") from None
         if client.new_key is not None:
             await self.host_keys.record(node.host, port, client.new_key)
         return conn
@@ -280,8 +296,8 @@ class Transport:
                 return conn
             self._conns.pop(node.name, None)
             self._make_room()
-            tunnel = await self._jump(node.proxy_jump, node) if node.proxy_jump else None
-            conn = await self._open(node, tunnel)
+            tunnel, via = await self._jump(node)
+            conn = await self._open(node, tunnel, via)
             self._conns[node.name] = conn
             return conn
 

@@ -166,6 +166,7 @@ async def sweep(path: Path, state: Path):
     engine = Engine(load(path), state_dir=state)
     try:
         await engine.sweep()
+        engine.jump_chains = sorted(engine.transport._jumps)  # close() forgets them
         return engine, {n: (s.ssh.value, s.error or "") for n, s in engine.statuses.items()}
     finally:
         await engine.close()
@@ -215,7 +216,7 @@ async def test_chain_and_user_host_port_in_the_fleet_file(rig, tmp_path):
     engine, result = await sweep(path, tmp_path / "state")
     assert {r[0] for r in result.values()} == {"ok"}, result
     assert (rig.accepted("b3") - before[0], rig.accepted("b4") - before[1]) == (1, 1)
-    assert sorted(engine.transport._jumps) == [f"{user}@{b3.spec}", chain]
+    assert engine.jump_chains == [f"{user}@{b3.spec}", chain]
 
 
 async def test_ipv6_loopback_bastion(rig, tmp_path):
