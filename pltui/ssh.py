@@ -492,7 +492,8 @@ def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
     if node.user:
         argv += ["-l", node.user]
     if node.proxy_jump:
-        argv += ["-J", node.proxy_jump]
+        hops = parse_jump(node.proxy_jump)  # validated when the fleet file was loaded
+        argv += ["-J", format_chain(hops)] if hops else ["-o", "ProxyJump=none"]
     if fleet.ssh.config:
         argv += ["-F", fleet.ssh.config]
     argv += [node.host, "-t", f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
