@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import resource
 import shlex
@@ -123,7 +124,12 @@ class HostKeys:
         return result
 
     def knows(self, host: str, port: int) -> bool:
-        keys = self.match(host, host, port)
+        try:
+            ipaddress.ip_address(host.partition("%")[0])
+            addr = host
+        except ValueError:
+            addr = ""  # a host name is no address (asyncssh would try to parse it as one)
+        keys = self.match(host, addr, port)
         return bool(keys[0] or keys[1])
 
     async def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
@@ -149,6 +155,9 @@ class _Client(asyncssh.SSHClient):
         self.new_key: asyncssh.SSHKey | None = None
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
+        # the name and port asyncssh looked up (ssh_config's HostName/Port/HostKeyAlias
+        # applied): a first-seen key is recorded under them, where the next lookup goes
+        self.host, self.port = host or self.host, port or self.port
         if self.host_keys.policy != "accept-new":
             return False
         if self.host_keys.knows(self.host, self.port):
@@ -257,7 +266,7 @@ class Transport:
                     self.connect_timeout + 1.0,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
-            known = self.host_keys.knows(node.host, port)
+            known = self.host_keys.knows(client.host, client.port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
             raise NodeError(SSHState.HOSTKEY, f"{what} for {where} ({exc.reason}); "
                             f"known_hosts: {self.host_keys.path}") from None
@@ -280,7 +289,7 @@ class Transport:
         except (asyncssh.Error, ValueError) as exc:
             raise NodeError(SSHState.ERROR, f"SSH handshake with {where} failed: {exc}") from None
         if client.new_key is not None:
-            await self.host_keys.record(node.host, port, client.new_key)
+            await self.host_keys.record(client.host, client.port, client.new_key)
         return conn
 
     async def connection(self, node: Node) -> asyncssh.SSHClientConnection:

@@ -317,3 +317,21 @@ def test_bad_proxy_jump_in_the_fleet_file_is_one_clear_line(rig, tmp_path):
         load(path)
     assert "node.sshd001" in str(info.value) and "proxy_jump" in str(info.value)
     assert "must not start with '-'" in str(info.value)
+
+
+async def test_bastion_alias_from_ssh_config_under_accept_new(rig, tmp_path):
+    """A hop named by an ssh_config alias (HostName/Port/User there) resolves like a node does;
+    under accept-new its first-seen key is recorded for the address and port actually used, so
+    the next run finds it (and a changed key would be refused)."""
+    b3 = rig.bastions["b3"]
+    names = ["sshd061", "sshd062"]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host jumpbox\n  HostName {b3.host}\n  Port {b3.port}\n  User {rig.fleet.user}\n\n"
+                      + "".join(f"Host {rig.fleet.nodes[n].host}\n  ProxyJump jumpbox\n" for n in names))
+    known = rig.fleet.write_known_hosts(tmp_path / "known_hosts")  # the nodes' keys, no bastion's
+    path = write_fleet(rig, tmp_path / "fleet.toml", names, config=str(config), known_hosts=str(known),
+                       host_key_policy="accept-new")
+    for run in (1, 2):
+        _, result = await sweep(path, tmp_path / f"state{run}")
+        assert {r[0] for r in result.values()} == {"ok"}, (run, result)
+    assert f"[{b3.host}]:{b3.port} " in known.read_text()
