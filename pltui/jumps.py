@@ -190,21 +190,31 @@ def resolve_chain(spec: str | None, host: str, user: str | None, port: int | Non
                   config: SshConfig) -> tuple[Hop, ...]:
     """The hops to reach `host`: `spec` (fleet file, like `-J`) or else ssh_config's ProxyJump;
     then the first hop's own ssh_config ProxyJump, repeatedly, as OpenSSH does."""
-    source = spec if spec is not None else config.proxy_jump(host, user, port)
-    hops = parse_jump(source) if source else ()
+    if spec is not None:
+        hops = _parse_from(spec, "proxy_jump")
+    else:
+        found = config.proxy_jump(host, user, port)
+        hops = _parse_from(found, f"ssh config ProxyJump for {host}") if found else ()
     seen = {str(hop) for hop in hops}
     while hops:
         first = hops[0]
         before = config.proxy_jump(first.host, first.user, first.port)
         if not before:
             break
-        prefix = parse_jump(before)
+        prefix = _parse_from(before, f"ssh config ProxyJump for {first.host}")
         names = [str(hop) for hop in prefix]
         if seen & set(names) or len(hops) + len(prefix) > MAX_HOPS:
             raise JumpSpecError(f"ProxyJump loop in ssh config: {first} is reached via {before}")
         seen.update(names)
         hops = prefix + hops
     return hops
+
+
+def _parse_from(spec: str, origin: str) -> tuple[Hop, ...]:
+    try:
+        return parse_jump(spec)
+    except JumpSpecError as exc:
+        raise JumpSpecError(f"{origin}: {exc}") from None
 
 
 Opener = Callable[[Hop, Any, str], Awaitable[Any]]  # (hop, tunnel or None, via label) -> connection

@@ -239,7 +239,7 @@ class Transport:
         try:
             hops = resolve_chain(node.proxy_jump, node.host, node.user, node.port, self.ssh_config)
         except JumpSpecError as exc:
-            raise NodeError(SSHState.ERROR, f"proxy_jump of {node.name}: {exc}") from None
+            raise NodeError(SSHState.ERROR, str(exc)) from None
         return await self.jumps.tunnel(hops), format_chain(hops)
 
     async def _open_hop(self, hop: Hop, tunnel, via: str) -> asyncssh.SSHClientConnection:

@@ -335,3 +335,40 @@ async def test_bastion_alias_from_ssh_config_under_accept_new(rig, tmp_path):
         _, result = await sweep(path, tmp_path / f"state{run}")
         assert {r[0] for r in result.values()} == {"ok"}, (run, result)
     assert f"[{b3.host}]:{b3.port} " in known.read_text()
+
+
+async def test_bad_proxy_jump_in_ssh_config_fails_its_node_with_one_line(rig, tmp_path):
+    config = tmp_path / "ssh_config"
+    host = rig.fleet.nodes["sshd063"].host
+    config.write_text(f"Host {host}\n  ProxyJump -oProxyCommand=touch${{IFS}}/tmp/x\n")
+    path = write_fleet(rig, tmp_path / "fleet.toml", ["sshd063"], config=str(config))
+    _, result = await sweep(path, tmp_path / "state")
+    state, error = result["sshd063"]
+    assert state == "error"
+    assert error.startswith(f"ssh config ProxyJump for {host}: bad jump host") and "'-'" in error
+
+
+async def test_a_bastion_that_restarts_is_reconnected(rig, tmp_path):
+    """Pooled connections through a bastion die with it: the nodes fail naming it; once it is
+    back, one new bastion connection serves them all again."""
+    from pltui.sweep import Engine
+
+    b4 = rig.bastions["b4"]
+    names = [f"sshd{i:03d}" for i in range(70, 80)]
+    path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b4.spec)
+    engine = Engine(load(path), state_dir=tmp_path / "state")
+    try:
+        await engine.sweep()
+        assert {s.ssh.value for s in engine.statuses.values()} == {"ok"}
+        rig.down("b4")
+        try:
+            await engine.sweep()
+            assert {s.error for s in engine.statuses.values()} == {f"bastion {b4.spec} unreachable: connection refused"}
+        finally:
+            rig.up("b4")
+        engine.transport.jumps.forget_failures()
+        await engine.sweep()
+        assert {s.ssh.value for s in engine.statuses.values()} == {"ok"}
+        assert rig.accepted("b4") == 1 and engine.transport.jumps.opened == 2
+    finally:
+        await engine.close()
