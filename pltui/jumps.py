@@ -268,6 +268,35 @@ class JumpPool:
             self.conns[key] = conn
             return conn
 
+    async def suspect(self, hops: tuple[Hop, ...], host: str, port: int, timeout: float) -> Exception | None:
+        """A target behind `hops` gave no handshake in time: is the last bastion alive? It is
+        asked to open a channel to that target; an answer of any kind (even a refusal) means it
+        is alive and the target is to blame (None). No answer within `timeout` means it hangs
+        (e.g. SIGSTOPped: TCP stays open, keepalives take minutes): its connection is dropped
+        and its failure remembered, so the nodes behind it fail at once, the bastion named."""
+        key = format_chain(hops)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            conn = self.conns.get(key)
+            if conn is None or conn.is_closed():
+                failed = self._failed.get(key)
+                return failed[1] if failed else None
+            try:
+                async with asyncio.timeout(timeout):
+                    _, writer = await conn.open_connection(host, port)
+                writer.close()
+                return None
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+            except Exception:  # noqa: BLE001 - any answer (open failure, refusal) proves it alive
+                return None
+            self.conns.pop(key, None)
+            conn.abort()
+            via = format_chain(hops[:-1])
+            name = f"bastion {hops[-1]}" + (f" (via {via})" if via else "")
+            error = self._error_type(SSHState.UNREACHABLE, f"{name} unreachable: no answer within {timeout:g}s")
+            self._failed[key] = (time.monotonic(), error)
+            return error
+
     def forget_failures(self) -> None:
         """Try failed bastions again at the next use (an operator's explicit retry), instead of
         failing their nodes at once until `retry_after` has passed."""

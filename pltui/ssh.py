@@ -232,15 +232,15 @@ class Transport:
             options["agent_path"] = None
         return options
 
-    async def _jump(self, node: Node) -> tuple[asyncssh.SSHClientConnection | None, str]:
-        """The shared connection through which `node` is reached (None: directly) and the chain's
-        name: the fleet file's proxy_jump, else ssh_config's ProxyJump (read here, so asyncssh
-        never opens a bastion connection of its own per node)."""
+    async def _jump(self, node: Node) -> tuple[asyncssh.SSHClientConnection | None, tuple[Hop, ...]]:
+        """The shared connection through which `node` is reached (None: directly) and the hops:
+        the fleet file's proxy_jump, else ssh_config's ProxyJump (read here, so asyncssh never
+        opens a bastion connection of its own per node)."""
         try:
             hops = resolve_chain(node.proxy_jump, node.host, node.user, node.port, self.ssh_config)
         except JumpSpecError as exc:
             raise NodeError(SSHState.ERROR, str(exc)) from None
-        return await self.jumps.tunnel(hops), format_chain(hops)
+        return await self.jumps.tunnel(hops), hops
 
     async def _open_hop(self, hop: Hop, tunnel, via: str) -> asyncssh.SSHClientConnection:
         """Open one jump host with the fleet's identity, host-key policy and timeouts; its user is
@@ -305,8 +305,15 @@ class Transport:
                 return conn
             self._conns.pop(node.name, None)
             self._make_room()
-            tunnel, via = await self._jump(node)
-            conn = await self._open(node, tunnel, via)
+            tunnel, hops = await self._jump(node)
+            try:
+                conn = await self._open(node, tunnel, format_chain(hops))
+            except NodeError as exc:
+                if tunnel is None or exc.state != SSHState.UNREACHABLE:
+                    raise
+                # no handshake through the bastion: the node, or a bastion that hangs?
+                check = min(self.connect_timeout, 5.0)
+                raise (await self.jumps.suspect(hops, node.host, node.port or 22, check)) or exc from None
             self._conns[node.name] = conn
             return conn
 

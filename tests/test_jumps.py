@@ -372,3 +372,31 @@ async def test_a_bastion_that_restarts_is_reconnected(rig, tmp_path):
         assert rig.accepted("b4") == 1 and engine.transport.jumps.opened == 2
     finally:
         await engine.close()
+
+
+async def test_bastion_frozen_after_connecting_fails_the_rest_at_once(rig, tmp_path):
+    """A bastion that hangs (SIGSTOP) after its connection was made: the first handshakes through
+    it time out, the bastion is found not to answer, and every other node behind it fails at
+    once naming it (not one connect timeout per node, in waves of `handshakes`)."""
+    from pltui.sweep import Engine
+
+    b5 = rig.bastions["b5"]
+    names = [f"sshd{i:03d}" for i in range(80, 100)]
+    path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b5.spec, connect_timeout="1s",
+                       handshakes=2, fanout=20)
+    engine = Engine(load(path), state_dir=tmp_path / "state")
+    try:
+        await engine.sweep(nodes=names[:1])
+        assert engine.statuses[names[0]].ssh.value == "ok"
+        rig.freeze("b5")
+        try:
+            await engine.sweep(nodes=names[1:])
+        finally:
+            rig.thaw("b5")
+        errors = [engine.statuses[n].error or "" for n in names[1:]]
+        assert all(engine.statuses[n].ssh.value == "unreachable" for n in names[1:]), errors
+        own_timeouts = [e for e in errors if e.startswith("no SSH handshake")]
+        named = [e for e in errors if e == f"bastion {b5.spec} unreachable: no answer within 1s"]
+        assert len(own_timeouts) <= 2 and len(named) + len(own_timeouts) == len(errors), errors
+    finally:
+        await engine.close()
