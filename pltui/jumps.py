@@ -34,7 +34,7 @@ from pltui.model import SSHState
 
 MAX_HOPS = 10
 _HOST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_USER_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.$-]*")
+_USER_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@$-]*")  # "me@corp": OpenSSH splits at the last @
 _ZONE_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 

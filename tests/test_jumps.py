@@ -22,6 +22,7 @@ GOOD = [
     ("ssh://u@h:1", (Hop("h", 1, "u"),)),
     ("none", ()),
     ("NONE", ()),
+    ("me@corp@b1", (Hop("b1", None, "me@corp"),)),
     ("a,[2001:db8::2]:22,u@c", (Hop("a"), Hop("2001:db8::2", 22), Hop("c", None, "u"))),
 ]
 
@@ -31,7 +32,7 @@ BAD = [
     ("a,-b", "must not start with '-'"),
     ("u@-host", "bad host name"),
     ("-u@host", "must not start with '-'"),
-    ("u@h@", "bad user name"),
+    ("u@h@", "no host name"),
     ("a b", "whitespace"),
     ("a\tb", "whitespace"),
     ("a\x1b[31m", "control"),
