@@ -4,9 +4,19 @@ on loopback in front of nodes that refuse direct connections (pltui.sshd_bastion
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
+import asyncssh
 import pytest
 
+from pltui.fleet import FleetError, load
 from pltui.jumps import Hop, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
+from pltui.nodesim import fleet_document, write_toml
+from pltui.ssh import ssh_command_line
+from pltui.sshd_bastions import CLIENT_SOURCE, Bastions, GatedSshdFleet
+from pltui.sshd_fleet import find_sshd
+from pltui.sweep import Engine
 
 GOOD = [
     ("bastion", (Hop("bastion"),)),
@@ -99,25 +109,11 @@ def test_ssh_config_loops_are_refused(tmp_path):
 
 # -- against real OpenSSH bastions ------------------------------------------------------------
 
-import asyncio  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import asyncssh  # noqa: E402
-
-from pltui.fleet import load  # noqa: E402
-from pltui.nodesim import fleet_document, write_toml  # noqa: E402
-from pltui.ssh import Transport, ssh_command_line  # noqa: E402
-from pltui.sshd_bastions import CLIENT_SOURCE, Bastions, GatedSshdFleet  # noqa: E402
-from pltui.sshd_fleet import find_sshd  # noqa: E402
-
 N_NODES = 200
 SERVICE = {"important": ["bin/*"]}
 
 
 def _has_ipv6_loopback() -> bool:
-    import socket
-
     try:
         with socket.socket(socket.AF_INET6) as s:
             s.bind(("::1", 0))
@@ -162,8 +158,6 @@ def write_fleet(rig, path: Path, names, *, jumps=None, **ssh) -> Path:
 
 
 async def sweep(path: Path, state: Path):
-    from pltui.sweep import Engine
-
     engine = Engine(load(path), state_dir=state)
     try:
         await engine.sweep()
@@ -256,8 +250,6 @@ async def test_dead_bastion_fails_its_nodes_at_once_naming_it(rig, tmp_path):
     path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b5.spec, fanout=8)
     rig.down("b5")
     try:
-        from pltui.sweep import Engine
-
         engine = Engine(load(path), state_dir=tmp_path / "state")
         try:
             await engine.sweep()
@@ -284,8 +276,6 @@ async def test_frozen_bastion_costs_one_connect_timeout_not_one_per_node(rig, tm
     path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b5.spec, connect_timeout="1s", fanout=4)
     rig.freeze("b5")
     try:
-        from pltui.sweep import Engine
-
         engine = Engine(load(path), state_dir=tmp_path / "state")
         try:
             await engine.sweep()
@@ -311,8 +301,6 @@ def test_interactive_shell_passes_the_chain_in_openssh_form(rig, tmp_path):
 
 
 def test_bad_proxy_jump_in_the_fleet_file_is_one_clear_line(rig, tmp_path):
-    from pltui.fleet import FleetError
-
     path = write_fleet(rig, tmp_path / "fleet.toml", ["sshd001"], jumps={"sshd001": "-oProxyCommand=id"})
     with pytest.raises(FleetError) as info:
         load(path)
@@ -352,8 +340,6 @@ async def test_bad_proxy_jump_in_ssh_config_fails_its_node_with_one_line(rig, tm
 async def test_a_bastion_that_restarts_is_reconnected(rig, tmp_path):
     """Pooled connections through a bastion die with it: the nodes fail naming it; once it is
     back, one new bastion connection serves them all again."""
-    from pltui.sweep import Engine
-
     b4 = rig.bastions["b4"]
     names = [f"sshd{i:03d}" for i in range(70, 80)]
     path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b4.spec)
@@ -379,8 +365,6 @@ async def test_bastion_frozen_after_connecting_fails_the_rest_at_once(rig, tmp_p
     """A bastion that hangs (SIGSTOP) after its connection was made: the first handshakes through
     it time out, the bastion is found not to answer, and every other node behind it fails at
     once naming it (not one connect timeout per node, in waves of `handshakes`)."""
-    from pltui.sweep import Engine
-
     b5 = rig.bastions["b5"]
     names = [f"sshd{i:03d}" for i in range(80, 100)]
     path = write_fleet(rig, tmp_path / "fleet.toml", names, proxy_jump=b5.spec, connect_timeout="1s",
