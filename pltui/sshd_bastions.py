@@ -46,8 +46,8 @@ BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come fr
 class GatedSshdFleet(SshdFleet):
     """An SshdFleet whose nodes let the login user in only from BASTION_SOURCE."""
 
-    def _config(self, inst, extra=()) -> str:
-        text = super()._config(inst, extra)
+    def _config(self, inst, *args, **kwargs) -> str:
+        text = super()._config(inst, *args, **kwargs)
         gated = text.replace(f"\nAllowUsers {self.user}\n", f"\nAllowUsers {self.user}@{BASTION_SOURCE}\n")
         if gated == text:
             raise SshdError("cannot restrict the nodes' AllowUsers line")
