@@ -168,6 +168,8 @@ class SshConfig:
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 where = ", ".join(map(str, self.paths)) or "ssh_config"
                 raise JumpSpecError(f"cannot read ssh config {where}: {exc}") from None
+            if len(self._cache) >= 256:
+                self._cache.clear()  # nodes are looked up once per connect: keep hops, not 10,000 nodes
             self._cache[key] = found
         return found
 
