@@ -22,8 +22,9 @@ Schema (see sample_fleet.toml for a commented example)::
     [store]     history (how long the state database keeps history, events and finished
                 actions; "90d" by default, 0 keeps everything)
 
-Values that reach ssh (host, user, proxy_jump = one "[user@]host[:port]") never start with `-`
-nor hold whitespace or control characters; state paths stay inside the service root.
+Values that reach ssh (host, user, and each hop of proxy_jump, an OpenSSH ProxyJump chain
+"[user@]host[:port],...", see pltui/jumps.py) never start with `-` nor hold whitespace or
+control characters; state paths stay inside the service root.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pltui.durations import parse_duration
+from pltui.jumps import check_jump
 
 DEFAULT_TRACK = "default"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -445,10 +447,21 @@ class _Loader:
             command_timeout=self.duration("ssh", t, "command_timeout", d.command_timeout, minimum=0.1),
             fanout=fanout,
             handshakes=min(self.int_value("ssh", t, "handshakes", d.handshakes, 1, 10000), fanout),
-            proxy_jump=self.ssh_value("ssh", t, "proxy_jump", d.proxy_jump),
+            proxy_jump=self.jump_value("ssh", t, d.proxy_jump),
             config=self.path_value("ssh", t, "config", d.config),
             keepalive=self.duration("ssh", t, "keepalive", d.keepalive),
         )
+
+    def jump_value(self, table: str, t: dict, default: str | None) -> str | None:
+        """proxy_jump, checked as OpenSSH's ProxyJump (a hop starting with '-' would become an
+        ssh option on the console's `ssh -J` command line)."""
+        value = self.text_value(table, t, "proxy_jump", default)
+        if value is not None and "proxy_jump" in t:
+            why = check_jump(value)
+            if why:
+                self.problem(table, "proxy_jump", why)
+                return default
+        return value
 
     def path_value(self, table: str, t: dict, key: str, default: str | None) -> str | None:
         value = self.text_value(table, t, key, default)
@@ -689,7 +702,7 @@ class _Loader:
                 user=self.ssh_value(where, o, "user", ssh.user),
                 root=self.text_value(where, o, "root", service.root) or service.root,
                 identity_file=self.path_value(where, o, "identity_file", ssh.identity_file),
-                proxy_jump=self.ssh_value(where, o, "proxy_jump", ssh.proxy_jump),
+                proxy_jump=self.jump_value(where, o, ssh.proxy_jump),
                 track=track_of.get(name, DEFAULT_TRACK),
                 groups=tuple(groups_of.get(name, ())),
             )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import resource
 import shlex
@@ -28,6 +29,7 @@ import asyncssh
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from pltui.fleet import Fleet, Node
+from pltui.jumps import Hop, JumpPool, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
 from pltui.model import SSHState
 from pltui.sanitize import clean_line
 
@@ -123,7 +125,12 @@ class HostKeys:
         return result
 
     def knows(self, host: str, port: int) -> bool:
-        keys = self.match(host, host, port)
+        try:
+            ipaddress.ip_address(host.partition("%")[0])
+            addr = host
+        except ValueError:
+            addr = ""  # a host name is no address (asyncssh would try to parse it as one)
+        keys = self.match(host, addr, port)
         return bool(keys[0] or keys[1])
 
     def host_key_algs(self, host: str, port: int) -> tuple[str, ...]:
@@ -164,6 +171,9 @@ class _Client(asyncssh.SSHClient):
         self.new_key: asyncssh.SSHKey | None = None
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
+        # the name and port asyncssh looked up (ssh_config's HostName/Port/HostKeyAlias
+        # applied): a first-seen key is recorded under them, where the next lookup goes
+        self.host, self.port = host or self.host, port or self.port
         if self.host_keys.policy != "accept-new":
             return False
         if self.host_keys.knows(self.host, self.port):
@@ -196,10 +206,13 @@ class Transport:
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}  # least recently used first
         self._in_use: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
-        self._jump_lock = asyncio.Lock()
         self._keys: dict[str, list] = {}
         self._config = [s.config] if s.config else ()
+        # Jump hosts: one shared connection per chain prefix, every hop opened by _open (fleet
+        # host-key policy); a failed bastion fails its nodes at once for a while.
+        self.ssh_config = SshConfig(self._config)
+        self.jumps = JumpPool(self._open_hop, NodeError, retry_after=max(2.0, self.connect_timeout))
+        self._jumps = self.jumps.conns  # chain prefix ("a", "a,b") -> connection
 
     # -- connections ------------------------------------------------------------------------
 
@@ -235,59 +248,71 @@ class Transport:
             options["agent_path"] = None
         return options
 
-    async def _jump(self, spec: str, node: Node) -> asyncssh.SSHClientConnection:
-        """One shared connection per jump host (`user@host:port`)."""
-        async with self._jump_lock:
-            conn = self._jumps.get(spec)
-            if conn is not None and not conn.is_closed():
-                return conn
-            user, _, hostport = spec.rpartition("@")
-            host, _, port = hostport.partition(":")
-            jump_node = Node(name=f"jump:{spec}", host=host, port=int(port or 22), user=user or node.user,
-                             root="/", identity_file=node.identity_file)
-            conn = await self._open(jump_node, tunnel=None)
-            self._jumps[spec] = conn
-            return conn
+    async def _jump(self, node: Node) -> tuple[asyncssh.SSHClientConnection | None, tuple[Hop, ...]]:
+        """The shared connection through which `node` is reached (None: directly) and the hops:
+        the fleet file's proxy_jump, else ssh_config's ProxyJump (read here, so asyncssh never
+        opens a bastion connection of its own per node)."""
+        try:
+            hops = resolve_chain(node.proxy_jump, node.host, node.user, node.port, self.ssh_config)
+        except JumpSpecError as exc:
+            raise NodeError(SSHState.ERROR, str(exc)) from None
+        return await self.jumps.tunnel(hops), hops
 
-    async def _open(self, node: Node, tunnel) -> asyncssh.SSHClientConnection:
+    async def _open_hop(self, hop: Hop, tunnel, via: str) -> asyncssh.SSHClientConnection:
+        """Open one jump host with the fleet's identity, host-key policy and timeouts; its user is
+        the spec's, else ssh_config's for that host, else the fleet's."""
+        user = hop.user or self.ssh_config.user(hop.host, hop.port) or self.fleet.ssh.user
+        hop_node = Node(name=f"jump:{hop}", host=hop.host, port=hop.port, user=user, root="/",
+                        identity_file=self.fleet.ssh.identity_file)
+        return await self._open(hop_node, tunnel, via)
+
+    async def _open(self, node: Node, tunnel, via: str = "") -> asyncssh.SSHClientConnection:
         port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
         client = _Client(self.host_keys, node.host, port)
         options = self._options(node)
         algs = self.host_keys.host_key_algs(node.host, port)
         if algs:
             options["server_host_key_algs"] = algs
+        where = f"[{node.host}]:{port}" if ":" in node.host else f"{node.host}:{port}"
+        if via:
+            where += f" via {via}"
         try:
             async with self.handshakes:
                 conn = await asyncio.wait_for(
-                    asyncssh.connect(node.host, node.port or (), tunnel=tunnel or (),
+                    # tunnel=None, never (): () lets asyncssh apply ssh_config's ProxyJump itself
+                    asyncssh.connect(node.host, node.port or (), tunnel=tunnel,
                                      client_factory=lambda: client, **options),
                     self.connect_timeout + 1.0,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
-            known = self.host_keys.knows(node.host, port)
+            known = self.host_keys.knows(client.host, client.port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
-            raise NodeError(SSHState.HOSTKEY, f"{what} for {node.host}:{port} ({exc.reason}); "
+            raise NodeError(SSHState.HOSTKEY, f"{what} for {where} ({exc.reason}); "
                             f"known_hosts: {self.host_keys.path}") from None
         except asyncssh.PermissionDenied as exc:
-            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{node.host}:{port}: {exc.reason}") from None
+            raise NodeError(SSHState.AUTH, f"authentication denied for {node.user or 'default user'}@{where}: {exc.reason}") from None
         except ConnectionRefusedError:
-            raise NodeError(SSHState.REFUSED, f"connection refused by {node.host}:{port}") from None
+            raise NodeError(SSHState.REFUSED, f"connection refused by {where}") from None
         except (asyncio.TimeoutError, TimeoutError):
-            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {node.host}:{port} within {self.connect_timeout:g}s") from None
+            raise NodeError(SSHState.UNREACHABLE, f"no SSH handshake with {where} within {self.connect_timeout:g}s") from None
         except socket.gaierror as exc:
             raise NodeError(SSHState.UNREACHABLE, f"cannot resolve {node.host}: {exc.strerror}") from None
         except asyncssh.DisconnectError as exc:
             if "host key" in str(exc.reason).lower():  # known_hosts holds only other key types
-                raise NodeError(SSHState.HOSTKEY, f"no host key of a type known_hosts holds for {node.host}:{port} "
+                raise NodeError(SSHState.HOSTKEY, f"no host key of a type known_hosts holds for {where} "
                                 f"({exc.reason}): new node keys, or someone in the middle; known_hosts: "
                                 f"{self.host_keys.path}") from None
-            raise NodeError(SSHState.ERROR, f"{node.host}:{port} disconnected during handshake: {exc.reason}") from None
+            raise NodeError(SSHState.ERROR, f"{where} disconnected during handshake: {exc.reason}") from None
         except OSError as exc:
-            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {node.host}:{port}: {exc.strerror or exc}") from None
+            raise NodeError(SSHState.UNREACHABLE, f"cannot reach {where}: {exc.strerror or exc}") from None
+        except asyncssh.ChannelOpenError as exc:
+            # the bastion could not forward to the node: classified like a direct attempt
+            state = SSHState.REFUSED if "refused" in exc.reason.lower() else SSHState.UNREACHABLE
+            raise NodeError(state, f"cannot reach {where}: {exc.reason}") from None
         except (asyncssh.Error, ValueError) as exc:
-            raise NodeError(SSHState.ERROR, f"SSH handshake with {node.host}:{port} failed: {exc}") from None
+            raise NodeError(SSHState.ERROR, f"SSH handshake with {where} failed: {exc}") from None
         if client.new_key is not None:
-            await self.host_keys.record(node.host, port, client.new_key)
+            await self.host_keys.record(client.host, client.port, client.new_key)
         return conn
 
     async def connection(self, node: Node) -> asyncssh.SSHClientConnection:
@@ -303,8 +328,15 @@ class Transport:
                 return conn
             self._conns.pop(node.name, None)
             self._make_room()
-            tunnel = await self._jump(node.proxy_jump, node) if node.proxy_jump else None
-            conn = await self._open(node, tunnel)
+            tunnel, hops = await self._jump(node)
+            try:
+                conn = await self._open(node, tunnel, format_chain(hops))
+            except NodeError as exc:
+                if tunnel is None or exc.state != SSHState.UNREACHABLE:
+                    raise
+                # no handshake through the bastion: the node, or a bastion that hangs?
+                check = min(self.connect_timeout, 5.0)
+                raise (await self.jumps.suspect(hops, node.host, node.port or 22, check)) or exc from None
             self._conns[node.name] = conn
             return conn
 
@@ -499,7 +531,8 @@ def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
     if node.user:
         argv += ["-l", node.user]
     if node.proxy_jump:
-        argv += ["-J", node.proxy_jump]
+        hops = parse_jump(node.proxy_jump)  # validated when the fleet file was loaded
+        argv += ["-J", format_chain(hops)] if hops else ["-o", "ProxyJump=none"]
     if fleet.ssh.config:
         argv += ["-F", fleet.ssh.config]
     argv += ["-t", "--", node.host, f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
