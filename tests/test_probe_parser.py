@@ -89,7 +89,8 @@ def test_checksum_records_including_gnu_escaped_names():
         (report("file zz  x"), "bad file digest"),
         (report("hb_proc web exploded 1 2 3 4"), "bad heartbeat"),
         (b"pltui-probe 1\nend\n", "no clock"),
-        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"\xff\xfe\x00garbage", "not a pltui probe report"),
+        (b"pltui-probe 1\nclock 1000\nload 0.5\xff\nend\n", "not UTF-8 text"),
     ],
 )
 def test_garbled_reports_are_errors(output, message):
