@@ -136,7 +136,7 @@ class _Report:
 _SINGLE = {"clock", "uptime", "load", "disk_free", "disk_kib", "log_bytes", "version", "protocol",
            "monitor_pid", "hb_time", "digest_tool", "noroot"}
 _SPECIAL_REASONS = {"fifo", "device", "socket", "unreadable", "link to device", "link to fifo",
-                    "link to socket", "broken link", "other"}
+                    "link to socket", "broken link", "newline in name", "other"}
 _DIGEST_TOOLS = ("sha256sum", "shasum", "openssl", "busybox", "none")
 
 
