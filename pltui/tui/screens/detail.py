@@ -98,7 +98,9 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if status.heartbeat_age is not None:
         monitor.append(f"  heartbeat {format_duration(status.heartbeat_age)} ago")
     skew = "-"
-    if status.clock is not None and status.observed:
+    if status.clock_skew is not None:  # measured by the engine against the probe's start
+        skew = f"{status.clock_skew:+.1f}s"
+    elif status.clock is not None and status.observed:
         skew = f"{status.clock - status.observed:+.1f}s"
     rows = [
         ("ssh", cell("ssh", status, ctx), "observed", _t(observed)),
