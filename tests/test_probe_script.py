@@ -155,3 +155,19 @@ def test_unreadable_important_file_is_flagged(request):
     status = parse(result.stdout, fleet, fleet.nodes["n1"], checksums=True)
     assert status.special_files == {"bin/secret": "unreadable", "bin/link": "unreadable"}
     assert list(status.digests) == ["bin/open"]
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_log_bytes_of_a_few_odd_names_and_of_many_files(shell, tmp_path):
+    """A few regular files take one `wc`; a FIFO among them or many files take the xargs stream."""
+    root = tmp_path / "r"
+    (root / "logs").mkdir(parents=True)
+    for name, size in (("a b.log", 10), ("-x.log", 20), ("[x].log", 30), ("*.log", 40), ("q'uote.log", 50)):
+        (root / "logs" / name).write_bytes(b"l" * size)
+    fleet = make_fleet(root, logs=["logs/*.log", "none/*.log"], important=[])
+    status = parse(run_probe(shell, fleet, checksums=False), fleet, fleet.nodes["n1"], checksums=False)
+    assert status.log_bytes == 150
+    for i in range(150):
+        (root / "logs" / f"many-{i}.log").write_bytes(b"m" * 3)
+    status = parse(run_probe(shell, fleet, checksums=False), fleet, fleet.nodes["n1"], checksums=False)
+    assert status.log_bytes == 150 + 450

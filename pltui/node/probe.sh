@@ -61,7 +61,9 @@ alive() {  # PID is a live process: kill -0 succeeds and, where /proc exists, it
 }
 
 # The node's clock first: the engine compares it with the time it sent the probe.
-clock=$(date +%s.%N 2>/dev/null)
+# bash 5, mksh and busybox ash have $EPOCHREALTIME (no fork); dash runs date.
+clock=${EPOCHREALTIME-}
+case $clock in [0-9]*.[0-9]*) ;; *) clock=$(date +%s.%N 2>/dev/null) ;; esac
 case $clock in *[!0-9.]*|'') clock=${clock%%.*} ;; esac  # busybox date prints %N as is
 case $clock in *[!0-9.]*|'') clock=$(date +%s) ;; esac
 say "pltui-probe 1"
@@ -85,9 +87,32 @@ if [ $# -ge 11 ]; then
 fi
 
 # Total bytes of regular log files. Patterns are split on newlines only (no globbing then);
-# each pattern is globbed once with IFS empty, so no match is split or re-globbed. wc -c gets
-# /dev/null first in every xargs batch, so each batch ends with a total line; awk adds them.
-if [ -n "$LOGS" ]; then
+# each pattern is globbed with IFS empty, so no match is split or re-globbed. A first pass
+# (builtins only) counts the matches: a few regular files are handed to one `wc -c`; many, or
+# any that is not a regular file (never opened), stream NUL-separated through xargs. wc -c gets
+# /dev/null first in every call, so each call ends with a total line (awk adds them up).
+LOGN=0 LOGODD=
+set -f; IFS=$NL
+for pattern in $LOGS; do
+    set +f; IFS=
+    for f in $pattern; do
+        if [ -f "$f" ]; then LOGN=$((LOGN + 1)); elif [ -e "$f" ] || [ -L "$f" ]; then LOGODD=1; fi
+    done
+done
+if [ $LOGN -eq 0 ]; then
+    say "log_bytes 0"
+elif [ $LOGN -le 100 ] && [ -z "$LOGODD" ]; then
+    set --
+    set -f; IFS=$NL
+    for pattern in $LOGS; do
+        set +f; IFS=
+        set -- "$@" $pattern  # once per pattern, not per file
+    done
+    set -f; unset IFS
+    set -- $(wc -c /dev/null "$@" 2>/dev/null)
+    if [ $# -ge 2 ]; then eval "LINE=\${$(($# - 1))}"; else LINE=; fi
+    case $LINE in *[!0-9]*|'') ;; *) say "log_bytes $LINE" ;; esac
+else
     set -f; IFS=$NL
     for pattern in $LOGS; do
         set +f; IFS=
@@ -96,10 +121,8 @@ if [ -n "$LOGS" ]; then
         done
     done | xargs -0 -r wc -c /dev/null 2>/dev/null |
         awk '$2 == "/dev/null" && NF == 2 { s += t } { t = $1 } END { printf "log_bytes %.0f\n", s + t }'
-    set +f; unset IFS
-else
-    say "log_bytes 0"
 fi
+set +f; unset IFS
 
 if [ -n "$VERSION_FILE" ] && first_line "$VERSION_FILE"; then
     say "version $LINE"
