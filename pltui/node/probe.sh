@@ -88,7 +88,7 @@ fi
 
 # Total bytes of regular log files. Patterns are split on newlines only (no globbing then);
 # each pattern is globbed with IFS empty, so no match is split or re-globbed. A first pass
-# (builtins only) counts the matches: a few regular files are handed to one `wc -c`; many, or
+# (builtins only) counts up to 101 matches: a few regular files are handed to one `wc -c`; many, or
 # any that is not a regular file (never opened), stream NUL-separated through xargs. wc -c gets
 # /dev/null first in every call, so each call ends with a total line (awk adds them up).
 LOGN=0 LOGODD=
@@ -97,6 +97,7 @@ for pattern in $LOGS; do
     set +f; IFS=
     for f in $pattern; do
         if [ -f "$f" ]; then LOGN=$((LOGN + 1)); elif [ -e "$f" ] || [ -L "$f" ]; then LOGODD=1; fi
+        [ $LOGN -gt 100 ] && break 2  # many: stream them (below); no need to count further
     done
 done
 if [ $LOGN -eq 0 ]; then
