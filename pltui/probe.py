@@ -130,11 +130,13 @@ class _Report:
     specials: dict = field(default_factory=dict)
     file_warnings: list = field(default_factory=list)
     noroot: bool = False
+    hb_bad: bool = False
     seen: set = field(default_factory=set)
 
 
 _SINGLE = {"clock", "uptime", "load", "disk_free", "disk_kib", "log_bytes", "version", "protocol",
-           "monitor_pid", "hb_time", "digest_tool", "noroot"}
+           "monitor_pid", "digest_tool", "noroot"}
+_HEARTBEAT = {"hb_time", "hb_proc"}  # the monitor's file, copied: a bad line is a warning
 _SPECIAL_REASONS = {"fifo", "device", "socket", "unreadable", "link to device", "link to fifo",
                     "link to socket", "broken link", "newline in name", "other"}
 _DIGEST_TOOLS = ("sha256sum", "shasum", "openssl", "busybox", "none")
@@ -174,10 +176,13 @@ def parse(output: bytes, fleet: Fleet, node: Node, *, checksums: bool) -> NodeSt
             rep.status.warnings.append(f"{kind} holds bytes that are not UTF-8 (shown escaped)")
         try:
             _record(rep, kind, rest, line_no, odd)
-        except ProbeError:
-            if not digest_section:
+        except ProbeError as exc:
+            if kind in _HEARTBEAT and not digest_section:
+                _bad_heartbeat(rep, exc)
+            elif digest_section:
+                _odd_digest_line(rep, line, line_no)
+            else:
                 raise
-            _odd_digest_line(rep, line, line_no)
         digest_section = digest_section or kind == "digest_tool"
     if rep.status.clock is None:
         raise ProbeError("probe report has no clock record")
@@ -208,6 +213,8 @@ def _record(rep: _Report, kind: str, rest: str, line_no: int, odd: bool) -> None
     elif kind == "monitor_pid":
         rep.monitor_pid = _monitor_pid(rest, line_no)
     elif kind == "hb_time":
+        if rep.hb_time is not None:
+            raise ProbeError(f"line {line_no}: a second heartbeat time")
         rep.hb_time = float(_int(rest.strip(), line_no, "heartbeat time"))
     elif kind == "hb_proc":
         _hb_proc(rep, rest, line_no)
@@ -236,6 +243,14 @@ def _odd_digest_line(rep: _Report, line: str, line_no: int) -> None:
     stays up. Records that describe the node itself are only accepted before `digest_tool`."""
     if len(rep.file_warnings) < MAX_SPECIALS:
         rep.file_warnings.append(f"line {line_no} of the digest output not understood: {display_name(line, 120)}")
+
+
+def _bad_heartbeat(rep: _Report, exc: ProbeError) -> None:
+    """A heartbeat line that does not parse costs the node its heartbeat, not its report: the
+    monitor is then judged without it (dead unless the rest says alive), and the node warned."""
+    rep.hb_bad = True
+    if sum(w.startswith("heartbeat file") for w in rep.status.warnings) < 3:
+        rep.status.warnings.append(f"heartbeat file .pltui/state not understood: {clean_line(str(exc), 160)}")
 
 
 def _monitor_pid(rest: str, line_no: int) -> tuple[int | None, str | None]:
@@ -304,6 +319,8 @@ def _finish(rep: _Report, fleet: Fleet, node: Node, checksums: bool) -> NodeStat
     extra = set(rep.alive) - set(configured)
     if extra:
         raise ProbeError(f"report names unconfigured process {clean_line(sorted(extra)[0], 40)!r}")
+    if rep.hb_bad:  # a heartbeat with bad lines is not trusted at all
+        rep.hb_time, rep.hb_procs = None, {}
     interval = fleet.service.monitor_interval
     hb_fresh = rep.hb_time is not None and status.clock - rep.hb_time <= HEARTBEAT_STALE_INTERVALS * interval
     if rep.hb_time is not None:

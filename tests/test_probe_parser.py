@@ -91,7 +91,6 @@ def test_checksum_records_including_gnu_escaped_names():
         (report("proc other-node alive 5"), "unconfigured process"),
         (report("proc web alive 1", "proc web alive 1"), "duplicate process"),
         (report("file zz  x"), "bad file digest"),
-        (report("hb_proc web exploded 1 2 3 4"), "bad heartbeat"),
         (b"pltui-probe 1\nend\n", "no clock"),
         (b"\xff\xfe\x00garbage", "not a pltui probe report"),
         (b"pltui-probe 1\nclock 1000\nload 0.5\xff\nend\n", "not UTF-8 text"),
@@ -219,3 +218,12 @@ def test_liveness_sweeps_carry_the_last_checksum_warnings():
     carry_checksums(previous, status)
     assert status.special_files == {"bin/zero": "device"} and len(status.warnings) == 1
     assert NodeStatus.from_json(status.to_json()).warnings == status.warnings
+
+
+def test_a_bad_heartbeat_costs_the_heartbeat_not_the_node():
+    for bad in ("hb_proc web exploded 1 2 3 4", "hb_time soon", "hb_proc web running " + "x" * 300):
+        out = report("monitor_pid 55 alive", "hb_time 999", bad, "proc web alive 1", "proc cache alive 2")
+        status = parse(out, FLEET, NODE, checksums=False)
+        assert status.monitor == "dead" and status.heartbeat_age is None
+        assert status.procs_alive == 2 and status.version is None
+        assert len(status.warnings) == 1 and "heartbeat file" in status.warnings[0], status.warnings

@@ -21,9 +21,6 @@ export LC_ALL
 NL='
 '
 case ${KSH_VERSION-} in *MIRBSD*) set +U ;; esac  # mksh: count bytes, not UTF-8 characters
-Q='??????????'
-Q=$Q$Q$Q$Q$Q$Q$Q$Q$Q$Q
-Q=$Q$Q  # 200 single-byte wildcards: cuts a line to 200 bytes without a fork
 
 # say TEXT: one record line (never `echo`: dash's echo interprets backslashes in node data).
 # out0 NAME: NAME and a NUL byte, for xargs -0. mksh's printf is not a builtin: use `print`.
@@ -35,11 +32,16 @@ else
     out0() { printf '%s\0' "$1"; }
 fi
 
+cut200() {  # LINE cut to 200 bytes. A fork, but only for an overlong line: `${LINE%"${LINE#$Q}"}`
+    # with 200 `?` in Q would be quadratic in dash (an 11 kB line takes a second).
+    [ ${#LINE} -le 200 ] || LINE=$(printf '%s\n' "$LINE" | cut -b 1-200)
+}
+
 first_line() {  # LINE = first line of regular file $1, cut to 200 bytes; status 1 if none
     LINE=
     [ -f "$1" ] && [ -r "$1" ] || return 1
     IFS= read -r LINE <"$1" || [ -n "$LINE" ] || return 1
-    [ ${#LINE} -le 200 ] || LINE=${LINE%"${LINE#$Q}"}
+    cut200
 }
 
 read_pid() {  # PID = the leading digits of the first word of regular file $1, or empty
@@ -130,7 +132,7 @@ if [ -n "$VERSION_FILE" ] && first_line "$VERSION_FILE"; then
 fi
 if [ -n "$PROTOCOL_COMMAND" ]; then
     LINE=$(sh -c "$PROTOCOL_COMMAND" 2>/dev/null </dev/null | head -n 1)
-    [ ${#LINE} -le 200 ] || LINE=${LINE%"${LINE#$Q}"}
+    cut200
     [ -n "$LINE" ] && say "protocol $LINE"
 elif [ -n "$PROTOCOL_FILE" ] && first_line "$PROTOCOL_FILE"; then
     say "protocol $LINE"
@@ -149,10 +151,13 @@ if [ -f .pltui/state ] && [ -r .pltui/state ]; then
     n=0
     while [ $n -lt 200 ] && read -r kind rest; do
         n=$((n + 1))
+        LINE=$rest
+        cut200
         case $kind in
-            heartbeat) say "hb_time $rest" ;;
-            proc) say "hb_proc $rest" ;;
+            heartbeat) say "hb_time $LINE" ;;
+            proc) say "hb_proc $LINE" ;;
         esac
+        [ "$LINE" = "$rest" ] || break  # an overlong line: the file is garbage (flagged), stop reading
     done <.pltui/state
 fi
 
@@ -214,7 +219,7 @@ one_line() {  # ESC = $1 with each newline shown as \n (a name that fits on one 
 }
 
 special() {  # pass 1: say why an important path that is not a file or directory is not read
-    case $1 in
+    case ${ESCAPES:-$1} in
         *"$NL"*) one_line "$1"; say "special newline in name $ESC"; return ;;
     esac
     kind_of "$1"
@@ -229,12 +234,15 @@ special() {  # pass 1: say why an important path that is not a file or directory
         \( -type s -exec printf 'special socket %s\n' {} \; \) 2>/dev/null
 }
 
-# Names holding a newline are not digested: busybox sha256sum and openssl print them raw, which
-# would cut the record in two (pass 1 reports them). Below a directory they are left out.
+# Names holding a newline are digested only by a tool that escapes them: busybox sha256sum and
+# openssl print them raw, which would cut the record in two (pass 1 reports such a name; below a
+# directory it is left out).
 readable() {  # pass 2: NUL-separated names of the regular files to digest (never a FIFO)
-    case $1 in *"$NL"*) return ;; esac
+    case ${ESCAPES:-$1} in *"$NL"*) return ;; esac
     if [ -f "$1" ]; then
         [ -r "$1" ] && out0 "$1"
+    elif [ -d "$1" ] && [ -n "$ESCAPES" ]; then
+        find "$1" -type f ! -name '.pltui-repair-*' -print0 2>/dev/null
     elif [ -d "$1" ]; then
         find "$1" -type f ! -name '.pltui-repair-*' ! -name "*$NL*" -print0 2>/dev/null
     fi
@@ -249,6 +257,21 @@ if [ "$CHECKSUMS" = 1 ]; then
     else tool=none
     fi
     say "digest_tool $tool"
+    # GNU sha256sum and shasum escape a name holding a newline; busybox's and openssl do not.
+    ESCAPES=
+    case $tool in
+        shasum) ESCAPES=1 ;;
+        sha256sum)
+            ESCAPES=1
+            set -f; IFS=:
+            for d in $PATH; do
+                if [ -x "$d/sha256sum" ]; then
+                    [ "$d/sha256sum" -ef /bin/busybox ] || [ "$d/sha256sum" -ef /usr/bin/busybox ] && ESCAPES=
+                    break
+                fi
+            done
+            set +f; unset IFS ;;
+    esac
     important special
     case $tool in
         sha256sum) important readable | xargs -0 -r sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
