@@ -22,7 +22,10 @@ SHELLS = {
     "bash": ["bash", "-s"],
     "busybox": ["busybox", "sh", "-s"],
     "mksh": ["mksh", "-s"],
+    "posh": ["posh"],  # reads stdin without -s
+    "yash": ["yash", "-s"],
 }
+SHELLS = {name: argv for name, argv in SHELLS.items() if shutil.which(argv[0]) or name in ("dash", "bash")}
 TOOLS = ("sha256sum", "openssl", "busybox", "shasum")
 PROBE_TIMEOUT = 60  # a probe that opened a FIFO would hang here instead of finishing in a second
 
@@ -50,7 +53,7 @@ def tool_path(tmp: Path, shell: str, tool: str) -> str:
         if tool != "sha256sum":
             (bindir / "sha256sum").unlink()
     else:
-        for name in ("date", "df", "xargs", "wc", "awk", "sed", "find", "head", "sh", "sleep", "printf"):
+        for name in ("date", "df", "xargs", "wc", "awk", "sed", "find", "head", "sh", "sleep", "printf", "kill"):
             os.symlink(shutil.which(name), bindir / name)
         if tool == "sha256sum":
             os.symlink(shutil.which("sha256sum"), bindir / "sha256sum")

@@ -99,6 +99,7 @@ for pattern in $LOGS; do
     set +f; IFS=
     for f in $pattern; do
         if [ -f "$f" ]; then LOGN=$((LOGN + 1)); elif [ -e "$f" ] || [ -L "$f" ]; then LOGODD=1; fi
+        case $f in *"$NL"*) LOGODD=1 ;; esac
         [ $LOGN -gt 100 ] && break 2  # many: stream them (below); no need to count further
     done
 done
@@ -108,7 +109,7 @@ elif [ $LOGN -le 100 ] && [ -z "$LOGODD" ]; then
     set --
     set -f; IFS=$NL
     for pattern in $LOGS; do
-        set +f; IFS=
+        set +f  # IFS stays a newline (no name holds one here): posh joins "$@" $p when IFS is empty
         set -- "$@" $pattern  # once per pattern, not per file
     done
     set -f; unset IFS
@@ -266,7 +267,7 @@ if [ "$CHECKSUMS" = 1 ]; then
             set -f; IFS=:
             for d in $PATH; do
                 if [ -x "$d/sha256sum" ]; then
-                    [ "$d/sha256sum" -ef /bin/busybox ] || [ "$d/sha256sum" -ef /usr/bin/busybox ] && ESCAPES=
+                    { [ "$d/sha256sum" -ef /bin/busybox ] || [ "$d/sha256sum" -ef /usr/bin/busybox ]; } 2>/dev/null && ESCAPES=  # posh has no -ef
                     break
                 fi
             done
