@@ -152,3 +152,26 @@ async def test_monitor_spec_naming_other_processes_than_the_fleet_is_flagged(mak
     finally:
         await engine.close()
         _kill_started(sim)
+
+
+async def test_special_important_paths_are_flagged_and_never_block_the_probe(make_sim_fleet, tmp_path):
+    sim, fleet, engine = await _engine(make_sim_fleet, tmp_path)
+    try:
+        odd = sim.nodes["sim001"].root
+        os.mkfifo(odd / "bin" / "fifo")        # opening it would block the probe until the timeout
+        os.symlink("/dev/zero", odd / "bin" / "zero")  # reading it would never end
+        for name in sim.names:
+            await start_process(engine.transport, fleet.nodes[name])
+        await engine.sweep(checksums=True)
+        status = engine.statuses["sim001"]
+        assert status.ssh == SSHState.OK, status.error
+        assert status.special_files == {"bin/fifo": "fifo", "bin/zero": "link to device"}
+        assert status.health == Health.DEGRADED and list(status.digests) == ["bin/app"]
+        assert sorted(w.split(" not read")[0] for w in status.warnings) == [
+            "important path bin/fifo", "important path bin/zero"]
+        await engine.sweep()  # a liveness sweep keeps what the checksum sweep found
+        assert engine.statuses["sim001"].special_files and len(engine.statuses["sim001"].warnings) == 2
+        assert engine.statuses["sim002"].health == Health.UP
+    finally:
+        await engine.close()
+        _kill_started(sim)
