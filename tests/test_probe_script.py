@@ -172,10 +172,11 @@ def test_log_bytes_of_a_few_odd_names_and_of_many_files(shell, tmp_path):
     (root / "logs").mkdir(parents=True)
     for name, size in (("a b.log", 10), ("-x.log", 20), ("[x].log", 30), ("*.log", 40), ("q'uote.log", 50)):
         (root / "logs" / name).write_bytes(b"l" * size)
-    fleet = make_fleet(root, logs=["logs/*.log", "none/*.log"], important=[])
+    (root / "-top.log").write_bytes(b"t" * 7)  # a name wc must not take for an option
+    fleet = make_fleet(root, logs=["logs/*.log", "none/*.log", "*.log"], important=[])
     status = parse(run_probe(shell, fleet, checksums=False), fleet, fleet.nodes["n1"], checksums=False)
-    assert status.log_bytes == 150
+    assert status.log_bytes == 157
     for i in range(150):
         (root / "logs" / f"many-{i}.log").write_bytes(b"m" * 3)
     status = parse(run_probe(shell, fleet, checksums=False), fleet, fleet.nodes["n1"], checksums=False)
-    assert status.log_bytes == 150 + 450
+    assert status.log_bytes == 157 + 450

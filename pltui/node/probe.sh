@@ -113,7 +113,7 @@ elif [ $LOGN -le 100 ] && [ -z "$LOGODD" ]; then
         set -- "$@" $pattern  # once per pattern, not per file
     done
     set -f; unset IFS
-    set -- $(wc -c /dev/null "$@" 2>/dev/null)
+    set -- $(wc -c -- /dev/null "$@" 2>/dev/null)
     if [ $# -ge 2 ]; then eval "LINE=\${$(($# - 1))}"; else LINE=; fi
     case $LINE in *[!0-9]*|'') ;; *) say "log_bytes $LINE" ;; esac
 else
@@ -123,7 +123,7 @@ else
         for f in $pattern; do
             [ -f "$f" ] && out0 "$f"
         done
-    done | xargs -0 -r wc -c /dev/null 2>/dev/null |
+    done | xargs -0 -r wc -c -- /dev/null 2>/dev/null |
         awk '$2 == "/dev/null" && NF == 2 { s += t } { t = $1 } END { printf "log_bytes %.0f\n", s + t }'
 fi
 set +f; unset IFS
