@@ -116,6 +116,8 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if name in consensus.isolated:
         probe.add_row("cohort", _t(f"isolated: protocol {status.protocol} is not the largest cohort "
                                    f"({consensus.largest_cohort})", ctx.style("isolated", bold=True)), "", "")
+    for warning in status.warnings[:20]:  # the probe's flags: odd bytes, special files, spec mismatch
+        probe.add_row("warning", _t(warning, ctx.style("node-degraded")), "", "")
 
     procs = Table(title=None, box=None, padding=(0, 2), show_edge=False, header_style="bold", expand=False)
     for col in ("process", "state", "pid", "restarts", "last exit", "next try"):
