@@ -163,13 +163,13 @@ def parse(output: bytes, fleet: Fleet, node: Node, *, checksums: bool) -> NodeSt
     for line_no, raw in enumerate(_split_lines(output)[1:-1], start=2):
         line, odd = _decode(raw)
         kind, _, rest = line.partition(" ")
+        if digest_section and kind not in ("file", "special"):
+            _odd_digest_line(rep, line, line_no)
+            continue
         if kind in _SINGLE:
             if kind in rep.seen:
                 raise ProbeError(f"line {line_no}: duplicate {kind!r} record")
             rep.seen.add(kind)
-        if digest_section and kind not in ("file", "special"):
-            _odd_digest_line(rep, line, line_no)
-            continue
         if odd and kind not in ("file", "special"):
             if kind not in ("version", "protocol"):
                 raise ProbeError(f"line {line_no}: {clean_line(kind, 30)!r} record is not UTF-8 text")

@@ -203,13 +203,13 @@ def test_spec_processes_missing_from_the_fleet_and_the_reverse_are_warnings():
 def test_odd_bytes_stay_in_their_field_and_the_rest_is_intact():
     out = (b"pltui-probe 1\nclock 1000\nversion 1.0\x9b\x1b[2J\nproc web alive 7\ndigest_tool busybox\n"
            b"file " + b"a" * 64 + b"  bin/caf\xe9\nfile " + b"b" * 64 + b"  bin/app\n"
-           b"special fifo bin/p\xff\nbin/half of a name\nproc cache alive 9\nend\n")
+           b"special fifo bin/p\xff\nbin/half of a name\nproc cache alive 9\nversion FORGED\nend\n")
     status = parse(out, FLEET, NODE, checksums=True)
     assert status.version == "1.0\\x9b" and status.processes[0].alive
     assert not status.processes[1].alive  # a `proc` line after digest_tool is no record
     assert status.digests == {"bin/caf\\xe9": "a" * 64, "bin/app": "b" * 64}
     assert status.special_files == {"bin/p\\xff": "fifo"}
-    assert len(status.warnings) == 5 and all(is_clean(w) for w in status.warnings)
+    assert len(status.warnings) == 6 and all(is_clean(w) for w in status.warnings)
 
 
 def test_liveness_sweeps_carry_the_last_checksum_warnings():
