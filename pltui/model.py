@@ -66,6 +66,13 @@ class NodeStatus:
     digest_tool: str | None = None
     digests: dict[str, str] | None = None  # path -> hex digest; None unless a checksum sweep
     digests_time: float | None = None
+    # Added by the probe rewrite (additive): anything odd that did not make the node unusable,
+    # one sanitised line each (bytes shown escaped, a FIFO where a file should be, a monitor spec
+    # that names other processes than the fleet file). Any warning makes the node degraded.
+    warnings: list[str] = field(default_factory=list)
+    special_files: dict[str, str] | None = None  # important path -> why it was not read (fifo, device...)
+    file_warnings: list[str] | None = None       # the warnings of the last checksum sweep (carried)
+    clock_skew: float | None = None              # node clock minus local time when the probe started
 
     @property
     def reachable(self) -> bool:
@@ -81,7 +88,7 @@ class NodeStatus:
             return Health.UNKNOWN
         if self.ssh != SSHState.OK:
             return Health.DOWN
-        if self.monitor == "dead" or any(not p.alive for p in self.processes):
+        if self.monitor == "dead" or any(not p.alive for p in self.processes) or self.warnings:
             return Health.DEGRADED
         return Health.UP
 
@@ -92,6 +99,11 @@ class NodeStatus:
         data["processes"] = [dict(p.__dict__) for p in self.processes]
         if self.digests is not None:
             data["digests"] = dict(self.digests)
+        data["warnings"] = list(self.warnings)
+        if self.special_files is not None:
+            data["special_files"] = dict(self.special_files)
+        if self.file_warnings is not None:
+            data["file_warnings"] = list(self.file_warnings)
         data["ssh"] = self.ssh.value
         data["health"] = self.health.value
         return data

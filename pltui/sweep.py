@@ -169,6 +169,7 @@ class Engine:
         if script is None:
             script = self._scripts[(node.name, checksums)] = probe.build_script(self.fleet, node, checksums=checksums)
         started = time.monotonic()
+        sent = time.time()
         try:
             result = await self.transport.run(node, probe.PROBE_COMMAND, input=script, timeout=timeout,
                                               max_output=probe.MAX_OUTPUT)
@@ -194,6 +195,9 @@ class Engine:
         status.ssh = SSHState.OK
         status.observed = time.time()
         status.latency_ms = latency
+        # The probe reads its clock first: compare it with the time the command was sent, not
+        # with the end of a probe that may have run for seconds (integer seconds on the node).
+        status.clock_skew = status.clock - sent if status.clock is not None else None
         if checksums:
             status.digests_time = status.observed
         return status
@@ -223,10 +227,8 @@ class Engine:
             finally:
                 self._busy.discard(name)
             previous = self.statuses.get(name)
-            if not checksums and previous is not None and previous.digests is not None:
-                status.digests = previous.digests  # liveness sweeps keep the last checksums
-                status.digests_time = previous.digests_time
-                status.digest_tool = previous.digest_tool
+            if not checksums:
+                probe.carry_checksums(previous, status)  # liveness sweeps keep the last checksums
             self.statuses[name] = status
             pending.append(status)
             done += 1

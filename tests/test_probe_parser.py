@@ -1,10 +1,14 @@
 """The probe parser: strict on structure, defensive on content, never raising anything but ProbeError."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from pltui import fleet as fleet_mod
-from pltui.probe import MAX_OUTPUT, ProbeError, build_script, parse, shell_path
+from pltui.model import Health, NodeStatus, SSHState
+from pltui.probe import MAX_OUTPUT, ProbeError, build_script, carry_checksums, parse, shell_path
+from pltui.sanitize import is_clean
 
 FLEET = fleet_mod.loads(
     """
@@ -87,9 +91,9 @@ def test_checksum_records_including_gnu_escaped_names():
         (report("proc other-node alive 5"), "unconfigured process"),
         (report("proc web alive 1", "proc web alive 1"), "duplicate process"),
         (report("file zz  x"), "bad file digest"),
-        (report("hb_proc web exploded 1 2 3 4"), "bad heartbeat"),
         (b"pltui-probe 1\nend\n", "no clock"),
-        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"\xff\xfe\x00garbage", "not a pltui probe report"),
+        (b"pltui-probe 1\nclock 1000\nload 0.5\xff\nend\n", "not UTF-8 text"),
     ],
 )
 def test_garbled_reports_are_errors(output, message):
@@ -145,3 +149,81 @@ important = ["bin/*; rm -rf /"]
     assert "ROOT='/srv/it'\"'\"'s $(reboot)'" in script
     assert "IMPORTANT='bin/*; rm -rf /'" in script
     assert shell_path("~/svc") == '"$HOME"/svc'
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "node-layout.md"
+
+
+def _doc_blocks() -> tuple[list[str], list[str]]:
+    """The probe section's format block and its example block, as lines."""
+    text = DOC.read_text("utf-8")
+    section = text[text.index("## The probe ("):]
+    section = section[: section.index("\n## ", 1)]
+    blocks = [b.split("```", 1)[0] for b in section.split("```\n")[1::2]]
+    return blocks[0].splitlines(), blocks[1].splitlines()
+
+
+def test_the_documented_example_report_parses():
+    _, example = _doc_blocks()
+    status = parse(("\n".join(example) + "\n").encode(), FLEET, NODE, checksums=True)
+    assert status.clock == 1714564800.25 and status.disk_free == 1048576 * 1024
+    assert status.monitor == "alive" and status.version == "2.1.0" and status.protocol == "7"
+    web, cache = status.processes
+    assert web.alive and web.pid == 4300 and not cache.alive and cache.state == "backoff"
+    assert status.digests == {
+        "bin/app": "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+        "bin/odd\\name": "b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c",
+    }
+    assert status.special_files == {"bin/control.pipe": "fifo"}
+
+
+def test_every_documented_record_is_one_the_parser_knows_and_the_probe_prints():
+    fmt, _ = _doc_blocks()
+    kinds = {line.split(" ", 1)[0] for line in fmt if line[:1].isalpha()}
+    script = (Path(__file__).resolve().parent.parent / "pltui" / "node" / "probe.sh").read_text()
+    assert {"end", "clock", "proc", "hb_proc", "monitor_pid", "special", "file"} <= kinds
+    for kind in kinds - {"pltui-probe", "end"}:
+        assert f"{kind} " in script or f'"{kind}"' in script, kind
+        try:
+            parse(report(f"{kind} zz"), FLEET, NODE, checksums=True)
+        except ProbeError as exc:
+            assert "unknown record" not in str(exc), kind
+
+
+def test_spec_processes_missing_from_the_fleet_and_the_reverse_are_warnings():
+    out = report("monitor_pid 55 alive", "hb_time 999", "hb_proc web running 1 0 - -",
+                 "hb_proc db running 2 0 - -", "proc web alive 1", "proc cache alive 2")
+    status = parse(out, FLEET, NODE, checksums=False)
+    assert status.warnings == ["monitor spec differs from the fleet file: processes not in the fleet "
+                               "file: db; fleet processes missing from it: cache"]
+    status.ssh = SSHState.OK
+    assert status.health == Health.DEGRADED
+
+
+def test_odd_bytes_stay_in_their_field_and_the_rest_is_intact():
+    out = (b"pltui-probe 1\nclock 1000\nversion 1.0\x9b\x1b[2J\nproc web alive 7\ndigest_tool busybox\n"
+           b"file " + b"a" * 64 + b"  bin/caf\xe9\nfile " + b"b" * 64 + b"  bin/app\n"
+           b"special fifo bin/p\xff\nbin/half of a name\nproc cache alive 9\nversion FORGED\nend\n")
+    status = parse(out, FLEET, NODE, checksums=True)
+    assert status.version == "1.0\\x9b" and status.processes[0].alive
+    assert not status.processes[1].alive  # a `proc` line after digest_tool is no record
+    assert status.digests == {"bin/caf\\xe9": "a" * 64, "bin/app": "b" * 64}
+    assert status.special_files == {"bin/p\\xff": "fifo"}
+    assert len(status.warnings) == 6 and all(is_clean(w) for w in status.warnings)
+
+
+def test_liveness_sweeps_carry_the_last_checksum_warnings():
+    previous = parse(report("digest_tool sha256sum", "special device bin/zero"), FLEET, NODE, checksums=True)
+    status = parse(report(), FLEET, NODE, checksums=False)
+    carry_checksums(previous, status)
+    assert status.special_files == {"bin/zero": "device"} and len(status.warnings) == 1
+    assert NodeStatus.from_json(status.to_json()).warnings == status.warnings
+
+
+def test_a_bad_heartbeat_costs_the_heartbeat_not_the_node():
+    for bad in ("hb_proc web exploded 1 2 3 4", "hb_time soon", "hb_proc web running " + "x" * 300):
+        out = report("monitor_pid 55 alive", "hb_time 999", bad, "proc web alive 1", "proc cache alive 2")
+        status = parse(out, FLEET, NODE, checksums=False)
+        assert status.monitor == "dead" and status.heartbeat_age is None
+        assert status.procs_alive == 2 and status.version is None
+        assert len(status.warnings) == 1 and "heartbeat file" in status.warnings[0], status.warnings

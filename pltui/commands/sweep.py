@@ -93,6 +93,8 @@ def print_table(engine: Engine, names: list[str], summary: dict) -> None:
             f"{(f'{s.load:.2f}' if s.load is not None else '-'):>5} {human_bytes(s.disk_free):>7} {human_bytes(s.log_bytes):>7}")
         if s.error:
             out(f"    {s.error}")
+        for warning in s.warnings:  # already sanitised one-liners (pltui/probe.py)
+            out(f"    warning: {warning}")
     health = summary["health"]
     out(f"{summary['nodes']} nodes: {health['up']} up, {health['degraded']} degraded, {health['down']} down, "
         f"{health['unknown']} unknown")

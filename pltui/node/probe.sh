@@ -8,15 +8,46 @@
 #   PROCS             lines "NAME PIDFILE" for each configured process
 #   LOGS, IMPORTANT   newline-separated glob patterns relative to ROOT
 #   CHECKSUMS         1 to add a sha256 of every file matching IMPORTANT
-# The record format is described in docs/node-layout.md and parsed strictly by pltui/probe.py.
+# The record format is described in docs/node-layout.md and parsed by pltui/probe.py.
+#
+# Runs under dash, bash, busybox ash and mksh with GNU or busybox tools. It runs on every node
+# on every sweep, so it forks as little as it can: files are read with `read`, numbers checked
+# with `case`, lines cut with parameter expansion. Lists of files are never built in the shell
+# (`set -- "$@" "$f"` in a loop is quadratic): globs stream NUL-separated names into xargs.
+# Nothing but a regular file is ever opened (a FIFO would block the probe, a device never ends).
 
 LC_ALL=C
 export LC_ALL
 NL='
 '
+case ${KSH_VERSION-} in *MIRBSD*) set +U ;; esac  # mksh: count bytes, not UTF-8 characters
 
-first_line() {  # first line of a file, at most 200 bytes
-    head -n 1 -- "$1" 2>/dev/null | cut -c 1-200
+# say TEXT: one record line (never `echo`: dash's echo interprets backslashes in node data).
+# out0 NAME: NAME and a NUL byte, for xargs -0. mksh's printf is not a builtin: use `print`.
+if [ -n "${KSH_VERSION-}" ] && command -v print >/dev/null 2>&1; then
+    say() { print -r -- "$1"; }
+    out0() { print -rn -- "$1"; print -n '\0'; }
+else
+    say() { printf '%s\n' "$1"; }
+    out0() { printf '%s\0' "$1"; }
+fi
+
+cut200() {  # LINE cut to 200 bytes. A fork, but only for an overlong line: `${LINE%"${LINE#$Q}"}`
+    # with 200 `?` in Q would be quadratic in dash (an 11 kB line takes a second).
+    [ ${#LINE} -le 200 ] || LINE=$(printf '%s\n' "$LINE" | cut -b 1-200)
+}
+
+first_line() {  # LINE = first line of regular file $1, cut to 200 bytes; status 1 if none
+    LINE=
+    [ -f "$1" ] && [ -r "$1" ] || return 1
+    IFS= read -r LINE <"$1" || [ -n "$LINE" ] || return 1
+    cut200
+}
+
+read_pid() {  # PID = the leading digits of the first word of regular file $1, or empty
+    PID=
+    [ -f "$1" ] && [ -r "$1" ] && read -r PID _ <"$1"
+    PID=${PID%%[!0-9]*}
 }
 
 alive() {  # PID is a live process: kill -0 succeeds and, where /proc exists, it is no zombie
@@ -31,134 +62,224 @@ alive() {  # PID is a live process: kill -0 succeeds and, where /proc exists, it
     return 0
 }
 
-echo "pltui-probe 1"
-echo "clock $(date +%s)"
-if [ -r /proc/uptime ]; then read -r up _ </proc/uptime; echo "uptime ${up%%.*}"; fi
-if [ -r /proc/loadavg ]; then read -r l1 _ </proc/loadavg; echo "load $l1"; fi
+# The node's clock first: the engine compares it with the time it sent the probe.
+# bash 5, mksh and busybox ash have $EPOCHREALTIME (no fork); dash runs date.
+clock=${EPOCHREALTIME-}
+case $clock in [0-9]*.[0-9]*) ;; *) clock=$(date +%s.%N 2>/dev/null) ;; esac
+case $clock in *[!0-9.]*|'') clock=${clock%%.*} ;; esac  # busybox date prints %N as is
+case $clock in *[!0-9.]*|'') clock=$(date +%s) ;; esac
+say "pltui-probe 1"
+say "clock $clock"
+if [ -r /proc/uptime ]; then read -r up _ </proc/uptime; say "uptime ${up%%.*}"; fi
+if [ -r /proc/loadavg ]; then read -r l1 _ </proc/loadavg; say "load $l1"; fi
 
 if ! cd "$ROOT" 2>/dev/null; then
-    echo "noroot"
-    echo "end"
+    say "noroot"
+    say "end"
     exit 0
 fi
 
-free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { printf "%.0f\n", $4 * 1024 }')
-[ -n "$free" ] && echo "disk_free $free"
-
-# Total bytes of log files (GNU and busybox wc take their size from stat, not by reading).
-# Patterns are split on newlines only; their matches are never split (IFS empty while globbing:
-# shells split pathname-expansion results too).
-IFS=$NL
-set --
-for pattern in $LOGS; do
-    IFS=
-    for f in $pattern; do
-        [ -f "$f" ] && set -- "$@" "$f"
-    done
-    IFS=$NL
-done
-unset IFS
-if [ $# -eq 0 ]; then
-    echo "log_bytes 0"
-elif [ $# -eq 1 ]; then
-    echo "log_bytes $(wc -c <"$1" | tr -d ' ')"
-else
-    echo "log_bytes $(wc -c -- "$@" 2>/dev/null | tail -n 1 | awk '{ print $1 }')"
+# Free space in KiB (the engine multiplies: mksh's arithmetic is 32 bits). `df -P` prints a
+# header of 7 words, then FILESYSTEM BLOCKS USED AVAILABLE ...
+set -f
+set -- $(df -Pk . 2>/dev/null)
+set +f
+if [ $# -ge 11 ]; then
+    case ${11} in *[!0-9]*|'') ;; *) say "disk_kib ${11}" ;; esac
 fi
 
-if [ -n "$VERSION_FILE" ] && [ -f "$VERSION_FILE" ]; then
-    echo "version $(first_line "$VERSION_FILE")"
+# Total bytes of regular log files. Patterns are split on newlines only (no globbing then);
+# each pattern is globbed with IFS empty, so no match is split or re-globbed. A first pass
+# (builtins only) counts up to 101 matches: a few regular files are handed to one `wc -c`; many, or
+# any that is not a regular file (never opened), stream NUL-separated through xargs. wc -c gets
+# /dev/null first in every call, so each call ends with a total line (awk adds them up).
+LOGN=0 LOGODD=
+set -f; IFS=$NL
+for pattern in $LOGS; do
+    set +f; IFS=
+    for f in $pattern; do
+        if [ -f "$f" ]; then LOGN=$((LOGN + 1)); elif [ -e "$f" ] || [ -L "$f" ]; then LOGODD=1; fi
+        case $f in *"$NL"*) LOGODD=1 ;; esac
+        [ $LOGN -gt 100 ] && break 2  # many: stream them (below); no need to count further
+    done
+done
+if [ $LOGN -eq 0 ]; then
+    say "log_bytes 0"
+elif [ $LOGN -le 100 ] && [ -z "$LOGODD" ]; then
+    set --
+    set -f; IFS=$NL
+    for pattern in $LOGS; do
+        set +f  # IFS stays a newline (no name holds one here): posh joins "$@" $p when IFS is empty
+        set -- "$@" $pattern  # once per pattern, not per file
+    done
+    set -f; unset IFS
+    set -- $(wc -c -- /dev/null "$@" 2>/dev/null)
+    if [ $# -ge 2 ]; then eval "LINE=\${$(($# - 1))}"; else LINE=; fi
+    case $LINE in *[!0-9]*|'') ;; *) say "log_bytes $LINE" ;; esac
+else
+    set -f; IFS=$NL
+    for pattern in $LOGS; do
+        set +f; IFS=
+        for f in $pattern; do
+            [ -f "$f" ] && out0 "$f"
+        done
+    done | xargs -0 -r wc -c -- /dev/null 2>/dev/null |
+        awk '$2 == "/dev/null" && NF == 2 { s += t } { t = $1 } END { printf "log_bytes %.0f\n", s + t }'
+fi
+set +f; unset IFS
+
+if [ -n "$VERSION_FILE" ] && first_line "$VERSION_FILE"; then
+    say "version $LINE"
 fi
 if [ -n "$PROTOCOL_COMMAND" ]; then
-    p=$(sh -c "$PROTOCOL_COMMAND" 2>/dev/null </dev/null | head -n 1 | cut -c 1-200)
-    [ -n "$p" ] && echo "protocol $p"
-elif [ -n "$PROTOCOL_FILE" ] && [ -f "$PROTOCOL_FILE" ]; then
-    echo "protocol $(first_line "$PROTOCOL_FILE")"
+    LINE=$(sh -c "$PROTOCOL_COMMAND" 2>/dev/null </dev/null | head -n 1)
+    cut200
+    [ -n "$LINE" ] && say "protocol $LINE"
+elif [ -n "$PROTOCOL_FILE" ] && first_line "$PROTOCOL_FILE"; then
+    say "protocol $LINE"
 fi
 
-# The node monitor: its pid, and the heartbeat it writes (.pltui/state).
-mpid=$(first_line .pltui/monitor.pid | tr -cd '0-9')
-if [ -z "$mpid" ]; then
-    echo "monitor_pid -"
-elif alive "$mpid"; then
-    echo "monitor_pid $mpid alive"
+# The node monitor: its pid, and the heartbeat it writes (.pltui/state, at most 200 lines).
+read_pid .pltui/monitor.pid
+if [ -z "$PID" ]; then
+    say "monitor_pid -"
+elif alive "$PID"; then
+    say "monitor_pid $PID alive"
 else
-    echo "monitor_pid $mpid dead"
+    say "monitor_pid $PID dead"
 fi
-if [ -f .pltui/state ]; then
-    head -n 200 .pltui/state | while read -r kind rest; do
+if [ -f .pltui/state ] && [ -r .pltui/state ]; then
+    n=0
+    while [ $n -lt 200 ] && read -r kind rest; do
+        n=$((n + 1))
+        LINE=$rest
+        cut200
         case $kind in
-            heartbeat) echo "hb_time $rest" ;;
-            proc) echo "hb_proc $rest" ;;
+            heartbeat) say "hb_time $LINE" ;;
+            proc) say "hb_proc $LINE" ;;
         esac
-    done
+        [ "$LINE" = "$rest" ] || break  # an overlong line: the file is garbage (flagged), stop reading
+    done <.pltui/state
 fi
 
 # Each configured process: is the pid in its pidfile alive? (No globbing: a pidfile is one path.)
-set -f
-IFS=$NL
+set -f; IFS=$NL
 for line in $PROCS; do
     unset IFS
-    name=${line%% *}
-    pidfile=${line#* }
-    pid=$(first_line "$pidfile" | tr -cd '0-9')
-    if [ -n "$pid" ] && alive "$pid"; then
-        echo "proc $name alive $pid"
+    read_pid "${line#* }"
+    if [ -n "$PID" ] && alive "$PID"; then
+        say "proc ${line%% *} alive $PID"
     else
-        echo "proc $name dead ${pid:--}"
+        say "proc ${line%% *} dead ${PID:--}"
     fi
     IFS=$NL
 done
-unset IFS
-set +f
+set +f; unset IFS
+
+kind_of() {  # KIND of important path $1: file, dir, none (no such path) or why it is not read
+    if [ -L "$1" ]; then
+        if [ -f "$1" ]; then KIND=file; [ -r "$1" ] || KIND=unreadable
+        elif [ -d "$1" ]; then KIND=dir
+        elif [ -c "$1" ] || [ -b "$1" ]; then KIND="link to device"
+        elif [ -p "$1" ]; then KIND="link to fifo"
+        elif [ -S "$1" ]; then KIND="link to socket"
+        elif [ -e "$1" ]; then KIND=other
+        else KIND="broken link"
+        fi
+    elif [ -f "$1" ]; then KIND=file; [ -r "$1" ] || KIND=unreadable
+    elif [ -d "$1" ]; then KIND=dir
+    elif [ -p "$1" ]; then KIND=fifo
+    elif [ -c "$1" ] || [ -b "$1" ]; then KIND=device
+    elif [ -S "$1" ]; then KIND=socket
+    elif [ -e "$1" ]; then KIND=other
+    else KIND=none
+    fi
+}
+
+important() {  # run "$@" NAME for every path matching IMPORTANT (`.pltui-repair-*`: a repair's upload)
+    set -f; IFS=$NL
+    for pattern in $IMPORTANT; do
+        set +f; IFS=
+        for f in $pattern; do
+            case ${f##*/} in .pltui-repair-*) continue ;; esac
+            case $f in -*) f=./$f ;; esac  # never read as an option by a tool
+            "$@" "$f"
+        done
+    done
+    set +f; unset IFS
+}
+
+one_line() {  # ESC = $1 with each newline shown as \n (a name that fits on one record line)
+    ESC= rest=$1
+    while :; do
+        case $rest in
+            *"$NL"*) ESC=$ESC${rest%%"$NL"*}'\n'; rest=${rest#*"$NL"} ;;
+            *) ESC=$ESC$rest; return ;;
+        esac
+    done
+}
+
+special() {  # pass 1: say why an important path that is not a file or directory is not read
+    case ${ESCAPES:-$1} in
+        *"$NL"*) one_line "$1"; say "special newline in name $ESC"; return ;;
+    esac
+    kind_of "$1"
+    case $KIND in
+        file|dir|none) ;;
+        *) say "special $KIND $1" ;;
+    esac
+    [ "$KIND" = dir ] || return 0
+    # One printf per special file found (rare); busybox find ignores `-exec {} +` in parentheses.
+    find "$1" ! -name "*$NL*" \( -type p -exec printf 'special fifo %s\n' {} \; \) -o \
+        \( \( -type c -o -type b \) -exec printf 'special device %s\n' {} \; \) -o \
+        \( -type s -exec printf 'special socket %s\n' {} \; \) 2>/dev/null
+}
+
+# Names holding a newline are digested only by a tool that escapes them: busybox sha256sum and
+# openssl print them raw, which would cut the record in two (pass 1 reports such a name; below a
+# directory it is left out).
+readable() {  # pass 2: NUL-separated names of the regular files to digest (never a FIFO)
+    case ${ESCAPES:-$1} in *"$NL"*) return ;; esac
+    if [ -f "$1" ]; then
+        [ -r "$1" ] && out0 "$1"
+    elif [ -d "$1" ] && [ -n "$ESCAPES" ]; then
+        find "$1" -type f ! -name '.pltui-repair-*' -print0 2>/dev/null
+    elif [ -d "$1" ]; then
+        find "$1" -type f ! -name '.pltui-repair-*' ! -name "*$NL*" -print0 2>/dev/null
+    fi
+}
 
 if [ "$CHECKSUMS" = 1 ]; then
-    if command -v sha256sum >/dev/null 2>&1; then
-        tool=sha256sum
-    elif command -v shasum >/dev/null 2>&1; then
-        tool=shasum
-    elif command -v openssl >/dev/null 2>&1; then
-        tool=openssl
-    else
-        tool=none
+    # sha256sum and shasum escape a backslash in a name (the line then starts with `\`).
+    if command -v sha256sum >/dev/null 2>&1; then tool=sha256sum
+    elif command -v openssl >/dev/null 2>&1; then tool=openssl
+    elif command -v busybox >/dev/null 2>&1; then tool=busybox
+    elif command -v shasum >/dev/null 2>&1; then tool=shasum
+    else tool=none
     fi
-    echo "digest_tool $tool"
-    # Every file matching IMPORTANT, and every file below a matching directory. Names are never
-    # split or re-globbed (find hands them to the digest tool itself), so names holding
-    # newlines, spaces, quotes or glob characters are digested like any other; sha256sum and
-    # shasum escape a newline or backslash in a name (the line then starts with `\`).
-    # `.pltui-repair-*` files are a repair's uploads in flight (renamed into place once
-    # verified, or left behind by an interrupted repair): never part of the service.
-    if [ "$tool" != none ]; then
-        IFS=$NL
-        set --
-        for pattern in $IMPORTANT; do
-            IFS=
-            for f in $pattern; do
-                case ${f##*/} in .pltui-repair-*) continue ;; esac
-                if [ -f "$f" ]; then
-                    set -- "$@" "$f"
-                elif [ -d "$f" ]; then
-                    case $f in -*) f=./$f ;; esac  # never read as an option by find
-                    case $tool in
-                        sha256sum) find "$f" -type f ! -name '.pltui-repair-*' -exec sha256sum -- {} + 2>/dev/null ;;
-                        shasum) find "$f" -type f ! -name '.pltui-repair-*' -exec shasum -a 256 -- {} + 2>/dev/null ;;
-                        # openssl -r prints "DIGEST *NAME" unescaped: a name holding a newline is cut there
-                        openssl) find "$f" -type f ! -name '.pltui-repair-*' -exec openssl dgst -sha256 -r {} + \
-                                     2>/dev/null | sed -n 's/^\([0-9a-f]\{64\}\) \*/\1  /p' ;;
-                    esac
+    say "digest_tool $tool"
+    # GNU sha256sum and shasum escape a name holding a newline; busybox's and openssl do not.
+    ESCAPES=
+    case $tool in
+        shasum) ESCAPES=1 ;;
+        sha256sum)
+            ESCAPES=1
+            set -f; IFS=:
+            for d in $PATH; do
+                if [ -x "$d/sha256sum" ]; then
+                    { [ "$d/sha256sum" -ef /bin/busybox ] || [ "$d/sha256sum" -ef /usr/bin/busybox ]; } 2>/dev/null && ESCAPES=  # posh has no -ef
+                    break
                 fi
             done
-            IFS=$NL
-        done
-        unset IFS
-        if [ $# -gt 0 ]; then
-            case $tool in
-                sha256sum) sha256sum -- "$@" 2>/dev/null ;;
-                shasum) shasum -a 256 -- "$@" 2>/dev/null ;;
-                openssl) openssl dgst -sha256 -r "$@" 2>/dev/null | sed -n 's/^\([0-9a-f]\{64\}\) \*/\1  /p' ;;
-            esac
-        fi
-    fi | sed 's/^/file /'
+            set +f; unset IFS ;;
+    esac
+    important special
+    case $tool in
+        sha256sum) important readable | xargs -0 -r sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
+        busybox) important readable | xargs -0 -r busybox sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
+        shasum) important readable | xargs -0 -r shasum -a 256 -- 2>/dev/null | sed 's/^/file /' ;;
+        openssl) important readable | xargs -0 -r openssl dgst -sha256 -r 2>/dev/null |
+                     sed -n 's/^\([0-9a-f]\{64\}\) \*/file \1  /p' ;;
+    esac
 fi
-echo "end"
+say "end"

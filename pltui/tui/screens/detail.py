@@ -98,7 +98,9 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if status.heartbeat_age is not None:
         monitor.append(f"  heartbeat {format_duration(status.heartbeat_age)} ago")
     skew = "-"
-    if status.clock is not None and status.observed:
+    if status.clock_skew is not None:  # measured by the engine against the probe's start
+        skew = f"{status.clock_skew:+.1f}s"
+    elif status.clock is not None and status.observed:
         skew = f"{status.clock - status.observed:+.1f}s"
     rows = [
         ("ssh", cell("ssh", status, ctx), "observed", _t(observed)),
@@ -114,6 +116,8 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if name in consensus.isolated:
         probe.add_row("cohort", _t(f"isolated: protocol {status.protocol} is not the largest cohort "
                                    f"({consensus.largest_cohort})", ctx.style("isolated", bold=True)), "", "")
+    for warning in status.warnings[:20]:  # the probe's flags: odd bytes, special files, spec mismatch
+        probe.add_row("warning", _t(warning, ctx.style("node-degraded")), "", "")
 
     procs = Table(title=None, box=None, padding=(0, 2), show_edge=False, header_style="bold", expand=False)
     for col in ("process", "state", "pid", "restarts", "last exit", "next try"):
