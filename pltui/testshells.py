@@ -61,6 +61,7 @@ class TestShell:
     hidden: tuple[str, ...] = ()
     applets: bool = False
     as_sh: bool = False  # log in through a symlink named `sh` (POSIX mode keyed on argv[0])
+    bind_sh: bool = True  # make it the node's /bin/sh too (False: login shell only, /bin/sh stays)
 
     @property
     def user(self) -> str:
@@ -86,7 +87,11 @@ SHELLS: dict[str, TestShell] = {s.key: s for s in (
     TestShell("busybox", "/bin/busybox", "busybox ash with only busybox applets on PATH (Alpine)",
               path_dir="busybox-bin", applets=True),
     TestShell("mksh", "/bin/mksh", "mksh invoked as sh (Android's /system/bin/sh)", as_sh=True),
-    TestShell("posh", "/bin/posh", "posh, Debian's strict policy-compliant ordinary shell"),
+    # posh as /bin/sh cannot run pltui: it rejects `sh -s` ("posh: -s: unknown option"), which
+    # is how pltui feeds every node script (probe, release, logs, capture). No system ships posh
+    # as /bin/sh; its node is a posh *login* shell (it runs pltui's command wrappers) over dash.
+    TestShell("posh", "/bin/posh", "posh as the login shell (/bin/sh stays dash: posh has no -s)",
+              bind_sh=False),
     TestShell("yash", "/usr/bin/yash", "yash invoked as sh (POSIX mode)", as_sh=True),
     TestShell("nosha", "/bin/dash", "dash with GNU tools but no sha256sum on PATH",
               path_dir="nosha-bin", hidden=("sha256sum",)),
@@ -219,5 +224,7 @@ def prepare(key: str) -> tuple[TestShell, pwd.struct_passwd]:
 
 def sshd_argv(shell: TestShell, argv: list[str]) -> list[str]:
     """`argv` (an sshd command line) run in a new mount namespace where /bin/sh is the shell."""
+    if not shell.bind_sh:
+        return argv
     script = 'mount --bind "$0" /bin/sh || exit 1; exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, shell.binary, *argv]
