@@ -163,16 +163,25 @@ start_one() {
     # The start command runs in the foreground: run it detached (its own session where setsid
     # exists) under a small keeper shell that waits for it, so its exit is reaped even where init
     # does not reap orphans; the keeper writes the command's pid to the pidfile.
+    # Portability: `( exec CMD REDIRECTIONS ) &`, not `CMD REDIRECTIONS &`: yash runs the latter
+    # in a subshell that keeps our stdout/stderr open (the SSH channel then never closes) and
+    # waits for CMD. nohup only without setsid (busybox often has no nohup; a new session gets
+    # no SIGHUP anyway, and an ignored SIGHUP would be inherited by the service).
     # shellcheck disable=SC2016 # expanded by the keeper shell, not here
     keeper='c=$PLTUI_START; p=$PLTUI_PIDFILE; unset PLTUI_START PLTUI_PIDFILE
 /bin/sh -c "$c" &
 echo $! >"$p.tmp" && mv -f "$p.tmp" "$p"
 wait'
+    PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE
+    export PLTUI_START PLTUI_PIDFILE
     if command -v setsid >/dev/null 2>&1; then
-        PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE setsid nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1 &
+        (exec setsid /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
+    elif command -v nohup >/dev/null 2>&1; then
+        (exec nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
     else
-        PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1 &
+        (trap '' HUP; exec /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
     fi
+    unset PLTUI_START PLTUI_PIDFILE
     waited=0
     while [ ! -s "$PIDFILE" ] && [ "$waited" -lt 250 ]; do
         nap 0.02
