@@ -126,7 +126,7 @@ def _busybox_applets(busybox: str) -> list[str]:
     return [a for a in out.stdout.split() if a and "/" not in a]
 
 
-def _system_tools(hidden: tuple[str, ...]) -> dict[str, str]:
+def system_tools(hidden: tuple[str, ...]) -> dict[str, str]:
     """name -> path of every executable in the system PATH, first one wins, minus `hidden`."""
     tools: dict[str, str] = {}
     for d in SYSTEM_BIN:
@@ -146,7 +146,7 @@ def _build_path_dir(shell: TestShell) -> None:
     if shell.applets:
         wanted = {a: shell.binary for a in _busybox_applets(shell.binary)}
     else:
-        wanted = _system_tools(shell.hidden)
+        wanted = system_tools(shell.hidden)
     for name in set(os.listdir(d)) - set(wanted):
         with contextlib.suppress(OSError):
             os.unlink(d / name)
