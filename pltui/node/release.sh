@@ -69,16 +69,28 @@ write() {
 
 state() { first_line "$REL/$ID.state"; }
 
+# The sha256 tool (named by `status` as `sha256_tool` and by `prepare`): sha256sum, else
+# busybox's, else openssl, else shasum (perl); "none" when there is none. A tool counts only if it
+# hashes here (a busybox may lack the applet).
+SUMTOOL=none
+if command -v sha256sum >/dev/null 2>&1; then
+    SUMTOOL=sha256sum
+elif command -v busybox >/dev/null 2>&1 && busybox sha256sum </dev/null >/dev/null 2>&1; then
+    SUMTOOL=busybox
+elif command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then
+    SUMTOOL=openssl
+elif command -v shasum >/dev/null 2>&1; then
+    SUMTOOL=shasum
+fi
+
 sha256_of() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum <"$1" | cut -c 1-64
-    elif command -v shasum >/dev/null 2>&1; then
-        shasum -a 256 <"$1" | cut -c 1-64
-    elif command -v openssl >/dev/null 2>&1; then
-        openssl dgst -sha256 -r <"$1" | cut -c 1-64
-    else
-        echo none
-    fi
+    case $SUMTOOL in
+        sha256sum) sha256sum <"$1" | cut -c 1-64 ;;
+        busybox) busybox sha256sum <"$1" | cut -c 1-64 ;;
+        openssl) openssl dgst -sha256 -r <"$1" | cut -c 1-64 ;;
+        shasum) shasum -a 256 <"$1" | cut -c 1-64 ;;
+        *) echo none ;;
+    esac
 }
 
 nap() { sleep "${1:-0.1}" 2>/dev/null || sleep 1; }
@@ -222,6 +234,7 @@ cmd_status() {
         echo "staged no"
     fi
     if has_monitor; then echo "monitor yes"; else echo "monitor no"; fi
+    echo "sha256_tool $SUMTOOL"
     if [ -f "$REL/$ID.entries" ] && [ -d "$NEW" ]; then
         total=0 in=0 prev=0
         while IFS= read -r e; do
@@ -240,10 +253,10 @@ cmd_status() {
 cmd_prepare() {
     [ -f "$STAGED" ] || die "bundle not staged ($STAGED missing)"
     sum=$(sha256_of "$STAGED")
-    [ "$sum" != none ] || die "no sha256 tool (sha256sum, shasum or openssl) on this node"
+    [ "$sum" != none ] || die "no sha256 tool (sha256sum, busybox sha256sum, openssl or shasum) on this node"
     [ "$sum" = "$SHA256" ] || die "sha256 of $STAGED is $sum, expected $SHA256 (damaged upload)"
     if [ -f "$REL/$ID.entries" ] && [ -d "$NEW" ]; then
-        echo "ok prepare (already)"
+        echo "ok prepare (already; sha256 by $SUMTOOL)"
         return 0
     fi
     case $(state) in
@@ -257,7 +270,7 @@ cmd_prepare() {
     grep -qx '.pltui' "$NEW.tmp.entries" && die "the bundle holds .pltui"
     mv "$NEW.tmp" "$NEW" && mv "$NEW.tmp.entries" "$REL/$ID.entries" || die "cannot move $NEW.tmp into place"
     write "$REL/$ID.state" prepared
-    echo "ok prepare"
+    echo "ok prepare (sha256 by $SUMTOOL)"
 }
 
 cmd_swap() {
