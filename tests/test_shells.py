@@ -203,6 +203,33 @@ def test_logs_collects_current_and_rotated(rig, shell):
                    "logs/app.log.1": (root / "logs" / "app.log.1").read_bytes()}
 
 
+def node_run(rig: Rig, key: str, script: str, assignments: dict[str, str]) -> bytes:
+    """Feed a node script to `/bin/sh -s` on the node over SSH, as pltui does; its stdout."""
+    import asyncio
+    import shlex
+
+    import asyncssh
+
+    head = "".join(f"{k}={shlex.quote(v)}\n" for k, v in assignments.items())
+    body = (Path(__file__).resolve().parent.parent / "pltui" / "node" / script).read_bytes()
+
+    async def go() -> bytes:
+        async with asyncssh.connect(**rig.sshd.connect_options(rig.node[key])) as conn:
+            r = await conn.run("/bin/sh -s", input=head.encode() + body, encoding=None, timeout=60)
+            return r.stdout
+
+    return asyncio.run(go())
+
+
+def test_sha256_tool_is_named_over_ssh(rig, shell):
+    root = str(rig.root(shell))
+    want = "busybox" if shell == "nosha" else "sha256sum"
+    logs = node_run(rig, shell, "logs.sh", {"ROOT": root, "MODE": "stat", "LOGS": "logs/*"})
+    assert logs.split(b"\0")[1].split(b" ")[1].decode() == want, logs[:200]
+    status = node_run(rig, shell, "release.sh", {"ROOT": root, "CMD": "status", "ID": "probe-1", "SHA256": "-"})
+    assert f"sha256_tool {want}\n".encode() in status, status
+
+
 def test_capture(rig, shell):
     code, doc, text = once(rig, "capture", lambda: pltui(rig, "capture", str(rig.path),
                                                         "--dest", str(rig.tmp / "snap")))
@@ -250,6 +277,13 @@ def test_bootstrap_installs_a_live_monitor(rig, shell):
     assert doc["nodes"][node]["state"] == "done", doc["nodes"][node]
     assert nodes[node]["monitor"] == "alive", nodes[node]
     assert web(nodes[node])["state"] == "running" and web(nodes[node])["alive"]
+
+
+def test_second_bootstrap_sees_the_monitor_up_to_date(rig, shell):
+    once(rig, "bootstrap", lambda: bootstrap(rig))
+    code, doc, text = once(rig, "bootstrap2", lambda: pltui(rig, "bootstrap", str(rig.path)))
+    assert doc is not None, text
+    assert doc["nodes"][rig.node[shell]]["state"] == "skipped", doc["nodes"][rig.node[shell]]
 
 
 def service_pid(rig: Rig, key: str) -> int:
