@@ -77,6 +77,12 @@ def chown_tree(root: Path, pw) -> None:
             os.lchown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
 
 
+def log_files(name: str) -> dict[str, bytes]:
+    """The node's current log and its rotated predecessor."""
+    return {"logs/app.log": b"current log of " + name.encode() + b"\n",
+            "logs/app.log.1": b"rotated log of " + name.encode() + b"\n" * 3}
+
+
 def plant(root: Path, name: str) -> None:
     for sub in ("bin", "logs", "state"):
         (root / sub).mkdir(exist_ok=True)
@@ -85,8 +91,8 @@ def plant(root: Path, name: str) -> None:
     (root / "bin" / "app").write_bytes(APP)
     (root / "bin" / "svc").write_text(SVC)
     (root / "bin" / "svc").chmod(0o755)
-    (root / "logs" / "app.log").write_bytes(b"current log of " + name.encode() + b"\n")
-    (root / "logs" / "app.log.1").write_bytes(b"rotated log of " + name.encode() + b"\n" * 3)
+    for rel, data in log_files(name).items():
+        (root / rel).write_bytes(data)
     (root / "state" / "peers").write_text(f"peers of {name}\n")
 
 
@@ -180,9 +186,9 @@ def test_sweep_with_checksums(rig, shell):
         assert n["digest_tool"] == "sha256sum"
 
 
-def test_logs_collects_current_and_rotated(rig, shell):
+def test_logs_collects_current_and_rotated_then_prunes(rig, shell):
     def run():
-        return pltui(rig, "logs", str(rig.path), "--dest", str(rig.tmp / "logs"))
+        return pltui(rig, "logs", str(rig.path), "--dest", str(rig.tmp / "logs"), "--prune")
     code, doc, text = once(rig, "logs", run)
     assert doc is not None, text
     node = rig.node[shell]
@@ -198,9 +204,8 @@ def test_logs_collects_current_and_rotated(rig, shell):
         elif stored.suffix == ".zst":
             data = subprocess.run(["zstd", "-d", "-c", "-q"], input=data, capture_output=True, check=True).stdout
         got[f["path"]] = data
-    root = rig.root(shell)
-    assert got == {"logs/app.log": (root / "logs" / "app.log").read_bytes(),
-                   "logs/app.log.1": (root / "logs" / "app.log.1").read_bytes()}
+    assert got == log_files(node)
+    assert not list((rig.root(shell) / "logs").iterdir())  # pruned once copied and verified
 
 
 def node_run(rig: Rig, key: str, script: str, assignments: dict[str, str]) -> bytes:
