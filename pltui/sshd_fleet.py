@@ -56,7 +56,7 @@ from typing import Any, Iterable, Mapping
 import asyncssh
 
 from pltui import testshells
-from pltui.testshells import TestShell
+from pltui.testshells import NodeShell
 from pltui.nodesim import (
     FleetFiles,
     MARKER_ENV,
@@ -240,7 +240,7 @@ class SshdNode:
     trusted_key: asyncssh.SSHKey  # the key known_hosts lists for it
     up: bool = True
     user: str | None = None  # its own login user (a shell node), else the fleet's user
-    shell: TestShell | None = None  # its login shell and /bin/sh (pltui.testshells), else the host's
+    shell: NodeShell | None = None  # its login shell and /bin/sh (pltui.testshells), else the host's
 
     @property
     def mode(self) -> str:
@@ -375,7 +375,7 @@ class SshdFleet(FleetFiles):
                 os.chown(root, self.pw.pw_uid, self.pw.pw_gid)
             self.nodes[name] = SshdNode(name, host, port, root, -1, None, None)  # type: ignore[arg-type]
 
-    def _set_shell(self, node: SshdNode, shell: TestShell, pw: pwd.struct_passwd) -> None:
+    def _set_shell(self, node: SshdNode, shell: NodeShell, pw: pwd.struct_passwd) -> None:
         node.user, node.shell = pw.pw_name, shell
         self._users[pw.pw_name] = pw
         if os.geteuid() == 0:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import pwd
 import shutil
@@ -45,7 +46,7 @@ class ShellUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TestShell:
+class NodeShell:
     """One kind of node shell.
 
     key: short name (``dash``); binary: the shell executable that must be installed; sh: what
@@ -81,19 +82,19 @@ class TestShell:
         return self.binary
 
 
-SHELLS: dict[str, TestShell] = {s.key: s for s in (
-    TestShell("dash", "/bin/dash", "Debian's /bin/sh"),
-    TestShell("bash", "/bin/bash", "bash invoked as sh (POSIX mode), RHEL's /bin/sh", as_sh=True),
-    TestShell("busybox", "/bin/busybox", "busybox ash with only busybox applets on PATH (Alpine)",
+SHELLS: dict[str, NodeShell] = {s.key: s for s in (
+    NodeShell("dash", "/bin/dash", "Debian's /bin/sh"),
+    NodeShell("bash", "/bin/bash", "bash invoked as sh (POSIX mode), RHEL's /bin/sh", as_sh=True),
+    NodeShell("busybox", "/bin/busybox", "busybox ash with only busybox applets on PATH (Alpine)",
               path_dir="busybox-bin", applets=True),
-    TestShell("mksh", "/bin/mksh", "mksh invoked as sh (Android's /system/bin/sh)", as_sh=True),
+    NodeShell("mksh", "/bin/mksh", "mksh invoked as sh (Android's /system/bin/sh)", as_sh=True),
     # posh as /bin/sh cannot run pltui: it rejects `sh -s` ("posh: -s: unknown option"), which
     # is how pltui feeds every node script (probe, release, logs, capture). No system ships posh
     # as /bin/sh; its node is a posh *login* shell (it runs pltui's command wrappers) over dash.
-    TestShell("posh", "/bin/posh", "posh as the login shell (/bin/sh stays dash: posh has no -s)",
+    NodeShell("posh", "/bin/posh", "posh as the login shell (/bin/sh stays dash: posh has no -s)",
               bind_sh=False),
-    TestShell("yash", "/usr/bin/yash", "yash invoked as sh (POSIX mode)", as_sh=True),
-    TestShell("nosha", "/bin/dash", "dash with GNU tools but no sha256sum on PATH",
+    NodeShell("yash", "/usr/bin/yash", "yash invoked as sh (POSIX mode)", as_sh=True),
+    NodeShell("nosha", "/bin/dash", "dash with GNU tools but no sha256sum on PATH",
               path_dir="nosha-bin", hidden=("sha256sum",)),
 )}
 
@@ -139,7 +140,7 @@ def system_tools(hidden: tuple[str, ...]) -> dict[str, str]:
     return tools
 
 
-def _build_path_dir(shell: TestShell) -> None:
+def _build_path_dir(shell: NodeShell) -> None:
     d = LIB / (shell.path_dir or "")
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)
@@ -154,7 +155,7 @@ def _build_path_dir(shell: TestShell) -> None:
         _symlink(target, d / name)
 
 
-def _build_login(shell: TestShell) -> None:
+def _build_login(shell: NodeShell) -> None:
     if shell.path_dir:
         _build_path_dir(shell)
         run = f"exec {shell.binary} ash \"$@\"" if shell.applets else f"exec {shell.binary} \"$@\""
@@ -168,7 +169,7 @@ def _build_login(shell: TestShell) -> None:
         _symlink(shell.binary, Path(shell.login))
 
 
-def _ensure_user(shell: TestShell) -> pwd.struct_passwd:
+def _ensure_user(shell: NodeShell) -> pwd.struct_passwd:
     try:
         pw = pwd.getpwnam(shell.user)
     except KeyError:
@@ -185,6 +186,7 @@ def _ensure_user(shell: TestShell) -> pwd.struct_passwd:
     return pw
 
 
+@functools.lru_cache(maxsize=1)
 def namespaces_work() -> str:
     """"" when this process may run a command in a new mount namespace with a bind mount over
     /bin/sh, else the reason it cannot."""
@@ -199,7 +201,7 @@ def namespaces_work() -> str:
     return ""
 
 
-def prepare(key: str) -> tuple[TestShell, pwd.struct_passwd]:
+def prepare(key: str) -> tuple[NodeShell, pwd.struct_passwd]:
     """Build shell `key`'s login shell, PATH directory and user. ShellUnavailable says why not."""
     shell = SHELLS.get(key)
     if shell is None:
@@ -222,7 +224,7 @@ def prepare(key: str) -> tuple[TestShell, pwd.struct_passwd]:
     return shell, pw
 
 
-def sshd_argv(shell: TestShell, argv: list[str]) -> list[str]:
+def sshd_argv(shell: NodeShell, argv: list[str]) -> list[str]:
     """`argv` (an sshd command line) run in a new mount namespace where /bin/sh is the shell."""
     if not shell.bind_sh:
         return argv

@@ -170,6 +170,40 @@ def wait_web(rig: Rig, ok, timeout: float = 40.0) -> dict[str, dict]:
         time.sleep(0.5)
 
 
+# -- the rig itself: each node's login shell and /bin/sh are the shell under test ---------------
+
+
+def node_exec(rig: Rig, key: str, command: str) -> str:
+    """Run `command` through the node's login shell (sshd: SHELL -c COMMAND); its stdout."""
+    import asyncio
+
+    import asyncssh
+
+    async def go() -> str:
+        async with asyncssh.connect(**rig.sshd.connect_options(rig.node[key])) as conn:
+            r = await conn.run(command, timeout=30)
+            assert r.exit_status == 0, r.stderr
+            return r.stdout
+
+    return asyncio.run(go())
+
+
+def test_node_login_shell_and_bin_sh_are_the_shell(rig, shell):
+    spec = SHELLS[shell]
+    st = os.stat(spec.binary)
+    want = f"{st.st_dev}:{st.st_ino}"
+    out = node_exec(rig, shell, "stat -L -c %d:%i /proc/$$/exe; echo \"$PATH\"; "
+                                "/bin/sh -c 'stat -L -c %d:%i /proc/$$/exe; set -o'").splitlines()
+    login, path, sh, options = out[0], out[1], out[2], out[3:]
+    assert login == want, f"login shell of {shell} is not {spec.binary}"
+    if spec.bind_sh:
+        assert sh == want, f"/bin/sh on the {shell} node is not {spec.binary}"
+    if spec.path:
+        assert path == spec.path
+    if shell == "bash":  # bash as sh: POSIX mode
+        assert any(line.split() == ["posix", "on"] for line in options), options
+
+
 # -- read-only: sweep, logs, capture -----------------------------------------------------------
 
 
