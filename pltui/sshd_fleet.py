@@ -20,6 +20,13 @@ roots are owned by the login user. When BASE is not traversable by that user (py
 /tmp/pytest-of-root is 0700), roots and authorized_keys live in a private ``/tmp/pltui-sshd-*``
 directory instead (``fleet.share_dir``, removed by stop(); ``BASE/nodes`` links to it).
 
+Shell nodes (portability tests): ``start(n, base, shells={"sshd001": "busybox", ...})`` gives each
+named node its own login user ``pltui-sh-KEY`` whose login shell is that shell, and its own sshd
+run in a mount namespace where /bin/sh is that shell (`pltui.testshells`; needs root; a shell
+that cannot be had raises `ShellUnavailable`, which tests turn into a skip). `node.user` then
+names the node's login user, the fleet file gets it per node, `connect_options` uses it, and
+`node_pw(name)` is the owner of the node's root.
+
 Readiness is read from /proc (the sshd's own listening sockets), never by a TCP connect:
 OpenSSH >= 9.8 penalises sources that connect without authenticating.
 
