@@ -371,11 +371,35 @@ def test_stop_start_restart(rig, shell):
     assert restarted["alive"] and restarted["pid"] != out["restart"][3][node], restarted
 
 
+def kill_monitors_and_sweep_heal(rig: Rig):
+    once(rig, "control", lambda: control(rig))
+    dead = {}
+    for key in rig.node:
+        pid = int((rig.root(key) / ".pltui" / "monitor.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        dead[key] = pid
+    code, doc, text = pltui(rig, "sweep", str(rig.path), "--heal", "monitor")
+    deadline = time.monotonic() + 30
+    nodes = sweep(rig)
+    while not all(n["monitor"] == "alive" for n in nodes.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        nodes = sweep(rig)
+    return dead, doc, text, nodes
+
+
+def test_dead_monitor_is_healed_by_a_sweep(rig, shell):
+    dead, doc, text, nodes = once(rig, "monheal", lambda: kill_monitors_and_sweep_heal(rig))
+    assert doc is not None, text
+    n = nodes[rig.node[shell]]
+    assert n["monitor"] == "alive" and n["monitor_pid"] != dead[shell], n
+    assert web(n)["alive"], n  # the service ran on while no monitor watched it
+
+
 # -- a bad rollout through the monitor: rolled back ----------------------------------------------
 
 
 def bad_rollout(rig: Rig):
-    once(rig, "control", lambda: control(rig))
+    once(rig, "monheal", lambda: kill_monitors_and_sweep_heal(rig))
     code, doc, text = pltui(rig, "rollout", str(rig.path), str(make_bundle(rig.tmp, "8.0", "exit 1")), "--yes",
                             "--batch", "100%", "--max-fail", "100%")
     return code, doc, text, wait_web(rig, lambda p: p["state"] == "running")
