@@ -25,4 +25,4 @@ if [ -n "$WANT" ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest -q -n 2 "$@"
+exec python3 -m pytest -q -n 2 --dist loadgroup "$@"  # loadgroup: test_shells.py shares one fleet

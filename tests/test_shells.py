@@ -31,7 +31,7 @@ import pytest
 from pltui.sshd_fleet import SshdFleet, find_sshd
 from pltui.testshells import SHELLS, ShellUnavailable, prepare
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, pytest.mark.xdist_group("shells")]  # one fleet, one worker (--dist loadgroup)
 
 APP = b"app-v1\n"
 SERVICE = {
