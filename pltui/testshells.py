@@ -49,10 +49,10 @@ class ShellUnavailable(RuntimeError):
 class NodeShell:
     """One kind of node shell.
 
-    key: short name (``dash``); binary: the shell executable that must be installed; sh: what
-    ``/bin/sh`` is inside the node's namespace; path: the login PATH (None: sshd's default);
-    hidden: tools left out of that PATH (a ``*-bin`` directory of symlinks is built without them);
-    applets: PATH is a directory of busybox applets only.
+    key: short name (``dash``), also in the user name; binary: the shell executable (must be
+    installed; bind-mounted over /bin/sh unless bind_sh is False); path_dir: the login PATH's
+    directory under LIB (None: sshd's default PATH), holding symlinks to every system tool but
+    `hidden`, or with `applets` to busybox applets only.
     """
 
     key: str

@@ -59,7 +59,8 @@ def test_monitor_runs_under_posh(posh, tmp_path):
     (pl / "spec").write_text("SPEC_FORMAT=1\nINTERVAL=0.5\nNPROCS=1\nP1_NAME=web\nP1_START='exec sleep 1000'\n"
                              "P1_PIDFILE=.pltui/run/web.pid\nP1_STOP=''\nP1_RELOAD=''\nP1_STOP_TIMEOUT=3\n")
     script = ("export PLTUI_ROOT=\"$PWD\"; /bin/sh .pltui/monitor.sh start || exit 1; i=0; "
-              "until grep -q '^proc web running' .pltui/state 2>/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; "
+              "until grep -q '^proc web running' .pltui/state 2>/dev/null || [ $i -ge 100 ]; do "
+              "sleep 0.1; i=$((i+1)); done; "
               "/bin/sh .pltui/monitor.sh status; s=$?; /bin/sh .pltui/monitor.sh stop-all; exit $s")
     r = as_sh(posh, script, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr

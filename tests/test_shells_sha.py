@@ -6,7 +6,6 @@ without sha256sum is in test_shells.py)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 import shutil
 import subprocess
