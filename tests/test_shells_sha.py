@@ -81,3 +81,20 @@ def test_release_sh_names_and_uses_the_fallback(variant):
     if tool == "none":  # prepare refuses with one line naming what is missing
         r = run("release.sh", {"ROOT": str(root), "CMD": "prepare", "ID": "r1", "SHA256": want}, path)
         assert r.returncode == 1 and b"no sha256 tool" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+
+
+def test_commands_built_in_python_use_the_same_fallback(variant):
+    """pltui.nodesha: what bootstrap's monitor check and repair's upload check run on the node."""
+    from pltui.nodesha import SHA256_FUNCTION, SHA256_TOOLS
+
+    path, root, tool = variant
+    (root / "f").write_bytes(DATA)
+    script = (f"{SHA256_FUNCTION}\nd=$(pltui_sha256 <f); s=$?\npltui_sha256 </dev/null >/dev/null\n"
+              'echo "$s ${d%% *} $PLTUI_SHA256_TOOL"\n')
+    r = subprocess.run(["/bin/sh", "-c", script], cwd=root, capture_output=True, timeout=60,
+                       env={"PATH": path, "HOME": "/"})
+    fields = r.stdout.decode().split()
+    if tool == "none":
+        assert fields == ["127", "none"], r.stdout
+    else:
+        assert tool in SHA256_TOOLS and fields == ["0", hashlib.sha256(DATA).hexdigest(), tool], r.stdout
