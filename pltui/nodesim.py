@@ -237,6 +237,9 @@ def fleet_document(
     if rollout:
         doc["rollout"] = dict(rollout)
     doc["node"] = {n.name: {"host": n.host, "port": n.port, "root": str(n.root)} for n in nodes}
+    for n in nodes:
+        if getattr(n, "user", None):  # a node with its own login user (SshdFleet shell nodes)
+            doc["node"][n.name]["user"] = n.user
     return doc
 
 
@@ -582,7 +585,7 @@ class FleetFiles:
         """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
         node = self.nodes[name]
         opts: dict[str, Any] = dict(
-            host=node.host, port=node.port, username=self.user, client_keys=[self.client_key],
+            host=node.host, port=node.port, username=getattr(node, "user", None) or self.user, client_keys=[self.client_key],
             known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
             agent_forwarding=False, connect_timeout=5,
         )

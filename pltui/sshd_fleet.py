@@ -20,6 +20,13 @@ roots are owned by the login user. When BASE is not traversable by that user (py
 /tmp/pytest-of-root is 0700), roots and authorized_keys live in a private ``/tmp/pltui-sshd-*``
 directory instead (``fleet.share_dir``, removed by stop(); ``BASE/nodes`` links to it).
 
+Shell nodes (portability tests): ``start(n, base, shells={"sshd001": "busybox", ...})`` gives each
+named node its own login user ``pltui-sh-KEY`` whose login shell is that shell, and its own sshd
+run in a mount namespace where /bin/sh is that shell (`pltui.testshells`; needs root; a shell
+that cannot be had raises `ShellUnavailable`, which tests turn into a skip). `node.user` then
+names the node's login user, the fleet file gets it per node, `connect_options` uses it, and
+`node_pw(name)` is the owner of the node's root.
+
 Readiness is read from /proc (the sshd's own listening sockets), never by a TCP connect:
 OpenSSH >= 9.8 penalises sources that connect without authenticating.
 
@@ -51,10 +58,12 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import asyncssh
 
+from pltui import testshells
+from pltui.testshells import NodeShell
 from pltui.nodesim import (
     FleetFiles,
     MARKER_ENV,
@@ -237,6 +246,8 @@ class SshdNode:
     host_key: asyncssh.SSHKey  # the key it presents now
     trusted_key: asyncssh.SSHKey  # the key known_hosts lists for it
     up: bool = True
+    user: str | None = None  # its own login user (a shell node), else the fleet's user
+    shell: NodeShell | None = None  # its login shell and /bin/sh (pltui.testshells), else the host's
 
     @property
     def mode(self) -> str:
@@ -283,6 +294,7 @@ class SshdFleet(FleetFiles):
         self._known_hosts: asyncssh.SSHKnownHosts | None = None
         self._stopped = False
         self._started: list[int] = []
+        self._users: dict[str, pwd.struct_passwd] = {}
 
     # -- start ----------------------------------------------------------------------------
 
@@ -295,10 +307,14 @@ class SshdFleet(FleetFiles):
         prefix: str = "sshd",
         per_instance: int = MAX_LISTEN,
         solo: Iterable[str] = (),
+        shells: Mapping[str, str] | None = None,
         timeout: float = 20.0,
     ) -> "SshdFleet":
         """Start n nodes (`prefix001`...), at most `per_instance` per sshd; nodes named in
-        `solo` get an sshd each (cheap faults later). Raises SshdError (with the sshd log)."""
+        `solo` get an sshd each (cheap faults later). `shells` maps node names to test shells
+        (`pltui.testshells.SHELLS` keys): such a node logs in as that shell's user and its sshd
+        runs alone in a mount namespace where /bin/sh is that shell. Raises SshdError (with the
+        sshd log), or `ShellUnavailable` when a shell cannot be had here (tests skip on it)."""
         sshd = find_sshd()
         if sshd is None:
             raise SshdError("OpenSSH sshd is not installed (apt-get install openssh-server)")
@@ -308,10 +324,17 @@ class SshdFleet(FleetFiles):
         raise_nofile(n * 2 + 64)
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
+        shells = dict(shells or {})
+        prepared = {key: testshells.prepare(key) for key in sorted(set(shells.values()))}
         fleet = cls(base_dir, sshd, ensure_login_user())
         try:
             fleet._prepare(n, prefix)
-            solo = set(solo)
+            unknown = set(shells) - set(fleet.nodes)
+            if unknown:
+                raise ValueError(f"shells names unknown nodes: {', '.join(sorted(unknown))}")
+            for name, key in shells.items():
+                fleet._set_shell(fleet.nodes[name], *prepared[key])
+            solo = set(solo) | set(shells)
             unknown = solo - set(fleet.nodes)
             if unknown:
                 raise ValueError(f"solo names unknown nodes: {', '.join(sorted(unknown))}")
@@ -359,6 +382,17 @@ class SshdFleet(FleetFiles):
                 os.chown(root, self.pw.pw_uid, self.pw.pw_gid)
             self.nodes[name] = SshdNode(name, host, port, root, -1, None, None)  # type: ignore[arg-type]
 
+    def _set_shell(self, node: SshdNode, shell: NodeShell, pw: pwd.struct_passwd) -> None:
+        node.user, node.shell = pw.pw_name, shell
+        self._users[pw.pw_name] = pw
+        if os.geteuid() == 0:
+            os.chown(node.root, pw.pw_uid, pw.pw_gid)
+
+    def node_pw(self, name: str) -> pwd.struct_passwd:
+        """The passwd entry of the user node `name` logs in as (owner of its root)."""
+        user = self.nodes[name].user
+        return self._users[user] if user else self.pw
+
     def _new_instance(self, names: list[str], key: asyncssh.SSHKey | None = None) -> _Instance:
         index = self._next_instance
         self._next_instance += 1
@@ -388,7 +422,7 @@ class SshdFleet(FleetFiles):
             f"HostKey {inst.key_path}",
             f"PidFile {self.base_dir / 'config' / f'sshd-{inst.index:03d}.pid'}",
             f"AuthorizedKeysFile {self.authorized_keys_path}",
-            f"AllowUsers {self.user}",
+            f"AllowUsers {' '.join([self.user, *sorted(self._users)])}",
             "PermitRootLogin prohibit-password" if self.pw.pw_uid == 0 else "PermitRootLogin no",
             "StrictModes no",
             "UsePAM no",
@@ -439,8 +473,14 @@ class SshdFleet(FleetFiles):
         log = open(self._log_path(inst), "ab")
         try:
             inst.extra["log_offset"] = log.tell()
+            argv = [self.sshd, "-D", "-e", "-f", str(config)]
+            shells = {self.nodes[name].shell for name in inst.names} - {None}
+            if len(shells) > 1:
+                raise SshdError(f"sshd instance {inst.index} serves nodes of different shells")
+            if shells:
+                argv = testshells.sshd_argv(shells.pop(), argv)  # type: ignore[arg-type]
             inst.proc = subprocess.Popen(
-                [self.sshd, "-D", "-e", "-f", str(config)],
+                argv,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
             )
             self._started.append(inst.proc.pid)

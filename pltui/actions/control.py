@@ -13,6 +13,7 @@ import shlex
 
 from pltui.actions.base import Action, ActionError, ActionReport
 from pltui.monitorspec import monitor_script, render_spec
+from pltui.nodesha import SHA256_FUNCTION
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError
@@ -54,7 +55,8 @@ class Bootstrap(Action):
         root = shell_path(node.root)
         command = (
             f"cd {root} 2>/dev/null || exit 3; "
-            f"for f in {MONITOR} {SPEC}; do if [ -f \"$f\" ]; then sha256sum < \"$f\" | cut -c 1-64; else echo -; fi; done; "
+            f"{SHA256_FUNCTION}; "  # sha256sum, else busybox, openssl, shasum (pltui.nodesha)
+            f"for f in {MONITOR} {SPEC}; do if [ -f \"$f\" ]; then pltui_sha256 < \"$f\" | cut -c 1-64; else echo -; fi; done; "
             f"pid=$(head -n 1 .pltui/monitor.pid 2>/dev/null | tr -cd 0-9); "
             f"if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo alive; else echo dead; fi"
         )

@@ -46,6 +46,7 @@ from pltui.actions.logs.localstore import file_sha256
 from pltui.fleet import Fleet, Node
 from pltui.model import SSHState
 from pltui.nodesets import fold
+from pltui.nodesha import SHA256_FUNCTION
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, Transport
@@ -134,10 +135,10 @@ def finalize_command(root: str, relative: str, tmp_relative: str, old_relative: 
         f"old={_word(old_relative)}",
         f"want={digest}",
         'fail() { rm -f -- "$tmp"; echo "$1" >&2; exit "$2"; }',
-        'if command -v sha256sum >/dev/null 2>&1; then d=$(sha256sum <"$tmp")',
-        'elif command -v shasum >/dev/null 2>&1; then d=$(shasum -a 256 <"$tmp")',
-        'elif command -v openssl >/dev/null 2>&1; then d=$(openssl dgst -sha256 -r <"$tmp")',
-        'else fail "no sha256 tool on the node: cannot verify the upload" 5; fi',
+        SHA256_FUNCTION,  # sha256sum, else busybox, openssl, shasum (pltui.nodesha)
+        'pltui_sha256 </dev/null >/dev/null 2>&1 || fail "no sha256 tool on the node (sha256sum, busybox, openssl, '
+        'shasum): cannot verify the upload" 5',
+        'd=$(pltui_sha256 <"$tmp")',
         'd=${d%% *}',
         '[ "$d" = "$want" ] || fail "the uploaded copy has sha256 ${d:-(none)} on the node, not the majority digest" 6',
         f'chmod {mode:o} -- "$tmp" || fail "cannot set the file mode" 7',

@@ -15,7 +15,8 @@
 #
 # list / stat / hash records (NUL-terminated):
 #   pltui-logs 1
-#   tools SUM BIGSUM NICE CODEC...     SUM: sha256 tool for small files, BIGSUM: for >= 4 MiB
+#   tools SUM BIGSUM NICE CODEC...     SUM: sha256 tool for small files (sha256sum | busybox |
+#                                      openssl | shasum, the first that works), BIGSUM: for >= 4 MiB
 #                                      (openssl is fastest with SHA extensions, but slow to start),
 #                                      NICE: nice|-, CODEC: zstd, gzip (compressors found)
 #   stat SIZE PATH                     about to hash PATH (pltui bounds its wait by SIZE)
@@ -49,14 +50,24 @@ if ! stat -c '%s %Y' . >/dev/null 2>&1; then
     exit 0
 fi
 
+# The sha256 tool, named in the tools record: sha256sum, else busybox's, else openssl, else
+# shasum (perl). A tool is taken only if it hashes here (busybox may lack the applet).
 SUMTOOL=
-for t in sha256sum shasum openssl; do
-    if command -v "$t" >/dev/null 2>&1; then SUMTOOL=$t; break; fi
-done
-BIGSUM=$SUMTOOL
+HAVE_OPENSSL=
 if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then
-    BIGSUM=openssl
+    HAVE_OPENSSL=1
 fi
+if command -v sha256sum >/dev/null 2>&1; then
+    SUMTOOL=sha256sum
+elif command -v busybox >/dev/null 2>&1 && busybox sha256sum </dev/null >/dev/null 2>&1; then
+    SUMTOOL=busybox
+elif [ -n "$HAVE_OPENSSL" ]; then
+    SUMTOOL=openssl
+elif command -v shasum >/dev/null 2>&1; then
+    SUMTOOL=shasum
+fi
+BIGSUM=$SUMTOOL
+[ -n "$HAVE_OPENSSL" ] && BIGSUM=openssl
 export SUMTOOL BIGSUM
 
 # sum256 FILE BYTES: sha256 (hex) of the first BYTES bytes of FILE ("" when it cannot be read);
@@ -68,6 +79,7 @@ sumtool() {
     case $t in
         openssl) openssl dgst -sha256 -r 2>/dev/null ;;
         shasum) shasum -a 256 2>/dev/null ;;
+        busybox) busybox sha256sum 2>/dev/null ;;
         *) sha256sum 2>/dev/null ;;
     esac
 }

@@ -386,14 +386,14 @@ spawn() {
     cd "$ROOT" 2>/dev/null || return 1
     sp_out=$PL/run/$sp_n.out
     if [ -n "$SETSID" ]; then
-        setsid sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1 &
+        (exec setsid sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1) & # yash: `( exec ... ) &` (see cmd_start)
     elif [ "$2" = detached ]; then
         set -m 2>/dev/null
-        nohup sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1 &
+        (exec nohup sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1) &
         set +m 2>/dev/null
     else
         set -m 2>/dev/null # own process group, where sh allows job control without a tty
-        sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1 &
+        (exec sh -c "$sp_cmd" </dev/null >>"$sp_out" 2>&1) &
         set +m 2>/dev/null
     fi
     SPAWN_PID=$!
@@ -772,10 +772,13 @@ cmd_start() {
     # Detach: a new session (no controlling terminal, no SIGHUP when the SSH session ends), every
     # fd away from the caller. nohup only without setsid: an ignored SIGHUP would be inherited
     # by the processes, and shells cannot trap a signal ignored at entry (no reload by SIGHUP).
+    # `( exec CMD REDIRECTIONS ) &`, never `CMD REDIRECTIONS &`: yash runs the latter in a subshell
+    # that keeps the caller's stdout/stderr open (the SSH session never ends) and waits for CMD,
+    # so $! is that subshell, not CMD.
     if [ -n "$SETSID" ]; then
-        setsid sh "$SELF" run </dev/null >>"$PL/monitor.out" 2>&1 &
+        (exec setsid sh "$SELF" run </dev/null >>"$PL/monitor.out" 2>&1) &
     else
-        nohup sh "$SELF" run </dev/null >>"$PL/monitor.out" 2>&1 &
+        (exec nohup sh "$SELF" run </dev/null >>"$PL/monitor.out" 2>&1) &
     fi
     cs_job=$!
     cs_left=200

@@ -69,16 +69,28 @@ write() {
 
 state() { first_line "$REL/$ID.state"; }
 
+# The sha256 tool (named by `status` as `sha256_tool` and by `prepare`): sha256sum, else
+# busybox's, else openssl, else shasum (perl); "none" when there is none. A tool counts only if it
+# hashes here (a busybox may lack the applet).
+SUMTOOL=none
+if command -v sha256sum >/dev/null 2>&1; then
+    SUMTOOL=sha256sum
+elif command -v busybox >/dev/null 2>&1 && busybox sha256sum </dev/null >/dev/null 2>&1; then
+    SUMTOOL=busybox
+elif command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then
+    SUMTOOL=openssl
+elif command -v shasum >/dev/null 2>&1; then
+    SUMTOOL=shasum
+fi
+
 sha256_of() {
-    if command -v sha256sum >/dev/null 2>&1; then
-        sha256sum <"$1" | cut -c 1-64
-    elif command -v shasum >/dev/null 2>&1; then
-        shasum -a 256 <"$1" | cut -c 1-64
-    elif command -v openssl >/dev/null 2>&1; then
-        openssl dgst -sha256 -r <"$1" | cut -c 1-64
-    else
-        echo none
-    fi
+    case $SUMTOOL in
+        sha256sum) sha256sum <"$1" | cut -c 1-64 ;;
+        busybox) busybox sha256sum <"$1" | cut -c 1-64 ;;
+        openssl) openssl dgst -sha256 -r <"$1" | cut -c 1-64 ;;
+        shasum) shasum -a 256 <"$1" | cut -c 1-64 ;;
+        *) echo none ;;
+    esac
 }
 
 nap() { sleep "${1:-0.1}" 2>/dev/null || sleep 1; }
@@ -163,16 +175,25 @@ start_one() {
     # The start command runs in the foreground: run it detached (its own session where setsid
     # exists) under a small keeper shell that waits for it, so its exit is reaped even where init
     # does not reap orphans; the keeper writes the command's pid to the pidfile.
+    # Portability: `( exec CMD REDIRECTIONS ) &`, not `CMD REDIRECTIONS &`: yash runs the latter
+    # in a subshell that keeps our stdout/stderr open (the SSH channel then never closes) and
+    # waits for CMD. nohup only without setsid (busybox often has no nohup; a new session gets
+    # no SIGHUP anyway, and an ignored SIGHUP would be inherited by the service).
     # shellcheck disable=SC2016 # expanded by the keeper shell, not here
     keeper='c=$PLTUI_START; p=$PLTUI_PIDFILE; unset PLTUI_START PLTUI_PIDFILE
 /bin/sh -c "$c" &
 echo $! >"$p.tmp" && mv -f "$p.tmp" "$p"
 wait'
+    PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE
+    export PLTUI_START PLTUI_PIDFILE
     if command -v setsid >/dev/null 2>&1; then
-        PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE setsid nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1 &
+        (exec setsid /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
+    elif command -v nohup >/dev/null 2>&1; then
+        (exec nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
     else
-        PLTUI_START=$START PLTUI_PIDFILE=$PIDFILE nohup /bin/sh -c "$keeper" </dev/null >"$out" 2>&1 &
+        (trap '' HUP; exec /bin/sh -c "$keeper" </dev/null >"$out" 2>&1) &
     fi
+    unset PLTUI_START PLTUI_PIDFILE
     waited=0
     while [ ! -s "$PIDFILE" ] && [ "$waited" -lt 250 ]; do
         nap 0.02
@@ -213,6 +234,7 @@ cmd_status() {
         echo "staged no"
     fi
     if has_monitor; then echo "monitor yes"; else echo "monitor no"; fi
+    echo "sha256_tool $SUMTOOL"
     if [ -f "$REL/$ID.entries" ] && [ -d "$NEW" ]; then
         total=0 in=0 prev=0
         while IFS= read -r e; do
@@ -231,10 +253,10 @@ cmd_status() {
 cmd_prepare() {
     [ -f "$STAGED" ] || die "bundle not staged ($STAGED missing)"
     sum=$(sha256_of "$STAGED")
-    [ "$sum" != none ] || die "no sha256 tool (sha256sum, shasum or openssl) on this node"
+    [ "$sum" != none ] || die "no sha256 tool (sha256sum, busybox sha256sum, openssl or shasum) on this node"
     [ "$sum" = "$SHA256" ] || die "sha256 of $STAGED is $sum, expected $SHA256 (damaged upload)"
     if [ -f "$REL/$ID.entries" ] && [ -d "$NEW" ]; then
-        echo "ok prepare (already)"
+        echo "ok prepare (already; sha256 by $SUMTOOL)"
         return 0
     fi
     case $(state) in
@@ -248,7 +270,7 @@ cmd_prepare() {
     grep -qx '.pltui' "$NEW.tmp.entries" && die "the bundle holds .pltui"
     mv "$NEW.tmp" "$NEW" && mv "$NEW.tmp.entries" "$REL/$ID.entries" || die "cannot move $NEW.tmp into place"
     write "$REL/$ID.state" prepared
-    echo "ok prepare"
+    echo "ok prepare (sha256 by $SUMTOOL)"
 }
 
 cmd_swap() {
