@@ -6,6 +6,13 @@
 - Every stage is bounded: connect (TCP + banner + kex + auth) by `connect_timeout`, commands by
   `command_timeout` (the remote command is also bounded on the node with `timeout(1)` where it
   exists, since closing a channel does not kill it), output by a byte cap.
+- Every await on the node is bounded, closing included: a node whose sshd is frozen (SIGSTOP,
+  a hung kernel) keeps its TCP connection open, and asyncssh waits for a channel's close and for
+  `wait_closed()` without limit. When a step's time is up, the node gets ANSWER_GRACE seconds to
+  answer a keepalive: one that does is only slow (TIMEOUT, "did not finish within"); one that
+  does not "stopped answering" (UNREACHABLE) and its connection is aborted, which ends every
+  await pending on it. A frozen node so costs at most its step's timeout + ANSWER_GRACE
+  (+ CLOSE_GRACE when a slow node's channel does not close).
 - Host keys are checked against a pre-parsed known_hosts; `accept-new` records a first-seen key
   only after the connection succeeds and still refuses a changed one.
 - Failures become `NodeError` with an `SSHState` class and a one-line sanitised message.
@@ -35,6 +42,8 @@ DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 # downloads to local files, subprocesses, the event loop, the terminal).
 FD_RESERVE = 128
 NODE_GRACE = 2.0  # seconds the node-side bound (timeout(1)) runs past the command timeout
+ANSWER_GRACE = 3.0  # seconds a node whose step ran out of time has to answer a keepalive
+CLOSE_GRACE = NODE_GRACE + 1.0  # seconds we wait for a channel to close before aborting its connection
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's per-packet chacha20-poly1305.
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                    "aes128-ctr", "aes192-ctr", "aes256-ctr"]
@@ -60,6 +69,64 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0 and not self.truncated
+
+
+class StepDeadline:
+    """The deadline of one `Transport.step`: an asyncio timeout plus the watchdog that, at the same
+    moment, finds out whether the node still answers (and aborts its connection if not)."""
+
+    def __init__(self, transport: "Transport", node: Node, what: str, timeout: float, idle: float | None = None):
+        self.transport, self.node, self.what = transport, node, what
+        self.loop = asyncio.get_running_loop()
+        self.start = self.last = self._moved = self.loop.time()
+        self.timeout = timeout
+        self.idle = idle
+        self.timer = asyncio.timeout(timeout)
+        self._tasks: list[asyncio.Task] = []
+        self._handle = self.loop.call_at(self._due(), self._watch)
+
+    def _due(self) -> float:
+        due = self.start + self.timeout
+        return due if self.idle is None else min(due, self.last + self.idle)
+
+    def _move(self) -> None:
+        self._moved = self.loop.time()
+        self.timer.reschedule(self._due())
+        self._handle.cancel()
+        self._handle = self.loop.call_at(self._due(), self._watch)
+
+    def reschedule(self, timeout: float) -> None:
+        """Make the step's whole budget `timeout` s (from its start)."""
+        self.timeout = timeout
+        self._move()
+
+    def touch(self) -> None:
+        """The node made progress (a transfer's bytes were acknowledged): with `idle`, the step
+        fails only after `idle` s without any, so a frozen node is found by its silence long
+        before a large transfer's whole budget is spent."""
+        self.last = self.loop.time()
+        if self.idle is not None and self.last - self._moved >= 0.25:  # cheap for per-block calls
+            self._move()
+
+    def _watch(self) -> None:
+        conn = self.transport._conns.get(self.node.name)
+        silent = self.loop.time() - self.last
+        waited = self.timeout if self.idle is None or silent < self.idle - 0.5 else self.idle
+        self._tasks.append(asyncio.ensure_future(self.transport.stalled(self.node, conn, self.what, waited)))
+
+    @property
+    def fired(self) -> bool:
+        return bool(self._tasks)
+
+    async def verdict(self) -> "NodeError":
+        if not self._tasks:
+            self._handle.cancel()
+            self._watch()
+        return await self._tasks[0]
+
+    async def finish(self) -> None:
+        self._handle.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
@@ -320,17 +387,58 @@ class Transport:
         if conn is not None:
             conn.abort()
 
+    def discard(self, node_name: str, conn: asyncssh.SSHClientConnection) -> None:
+        """Abort `conn` and forget it if it is still the node's pooled one (not a newer one).
+        Aborting ends every await pending on it (channel closes, SFTP replies) at once."""
+        if self._conns.get(node_name) is conn:
+            del self._conns[node_name]
+        conn.abort()
+
+    async def stalled(self, node: Node, conn: asyncssh.SSHClientConnection | None, what: str,
+                      waited: float) -> NodeError:
+        """The error for a step on `node` whose time (`waited` s) is up, naming the true cause.
+
+        The node gets ANSWER_GRACE s to answer a keepalive on the step's connection. One that
+        answers is only slow: TIMEOUT. One that does not stopped answering (frozen sshd, hung
+        kernel, a link that drops packets): its connection is aborted, so nothing waits on it
+        any longer, and the error is UNREACHABLE (not worth a retry on the same timeout)."""
+        if conn is not None and not conn.is_closed() and await answers(conn, ANSWER_GRACE):
+            return NodeError(SSHState.TIMEOUT, f"{what} did not finish within {waited:g}s")
+        if conn is not None:
+            self.discard(node.name, conn)
+        return NodeError(SSHState.UNREACHABLE, f"node stopped answering during {what} (no reply in {waited:g}s)")
+
+    async def close_channel(self, node: Node, conn: asyncssh.SSHClientConnection, channel) -> None:
+        """Close a process or SFTP session and wait CLOSE_GRACE s at most for the node to confirm;
+        past that its connection is aborted (a frozen node never confirms)."""
+        if conn.is_closed():
+            return
+        try:
+            if hasattr(channel, "exit"):
+                channel.exit()
+            else:
+                channel.close()
+            await asyncio.wait_for(channel.wait_closed(), CLOSE_GRACE)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.discard(node.name, conn)
+        except (asyncssh.Error, OSError):
+            pass
+
     async def close(self) -> None:
+        """Close every connection, each given 2 s (together, not one after another) to close
+        cleanly before it is aborted."""
         conns = list(self._conns.values()) + list(self._jumps.values())
         self._conns.clear()
         self._jumps.clear()
-        for conn in conns:
+
+        async def one(conn) -> None:
             conn.close()
-        for conn in conns:
             try:
                 await asyncio.wait_for(conn.wait_closed(), 2)
             except (asyncio.TimeoutError, Exception):
                 conn.abort()
+
+        await asyncio.gather(*(one(c) for c in conns))
 
     @property
     def open_connections(self) -> int:
@@ -347,10 +455,13 @@ class Transport:
         timeout: float | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         bound_on_node: bool = True,
+        what: str = "command",
     ) -> ExecResult:
         """Run `command` (a shell command line; quote its arguments!) on a node.
 
-        Raises NodeError on connection trouble or timeout. A non-zero exit is not an error.
+        Raises NodeError on connection trouble or timeout (`what` names the step in the message).
+        The timeout covers everything: opening the channel, the command, and closing (plus the
+        grace `stalled` gives the node to show it still answers). A non-zero exit is not an error.
         """
         timeout = timeout or self.command_timeout
         if bound_on_node:
@@ -366,11 +477,10 @@ class Transport:
                 launched: list[bool] = []
                 try:
                     async with self.using(node) as conn:
-                        return await self._exec(conn, command, input, timeout, max_output, started, launched)
+                        return await self._exec(node, conn, command, input, timeout, max_output, started,
+                                                launched, what)
                 except NodeError:
                     raise
-                except (asyncio.TimeoutError, TimeoutError):
-                    raise NodeError(SSHState.TIMEOUT, f"command did not finish within {timeout:g}s") from None
                 except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
                         BrokenPipeError, ConnectionError) as exc:
                     self.drop(node.name)
@@ -390,63 +500,106 @@ class Transport:
         conn = self._conns.get(name)
         return conn is not None and not conn.is_closed()
 
-    async def _exec(self, conn, command, input, timeout, max_output, started, launched: list) -> ExecResult:
-        async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
-            launched.append(True)  # the exec request was accepted: the command runs on the node
-            out = bytearray()
-            err = bytearray()
-            truncated = False
+    async def _exec(self, node, conn, command, input, timeout, max_output, started, launched: list,
+                    what: str) -> ExecResult:
+        """One command on `conn`, every await on the node inside `timeout` (channel open and close
+        included; `async with create_process` would wait for the close without limit)."""
+        out = bytearray()
+        err = bytearray()
+        truncated = False
+        proc = None
 
-            async def pump(stream, buf: bytearray, cap: int):
-                nonlocal truncated
-                while True:
-                    chunk = await stream.read(65536)
-                    if not chunk:
-                        return
-                    room = cap - len(buf)
-                    if room > 0:
-                        buf += chunk[:room]
-                    if len(chunk) > room:
-                        truncated = True
-                        proc.close()  # stop an endless talker; what we have is kept
-                        return
+        async def pump(stream, buf: bytearray, cap: int):
+            nonlocal truncated
+            while True:
+                chunk = await stream.read(65536)
+                if not chunk:
+                    return
+                room = cap - len(buf)
+                if room > 0:
+                    buf += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+                    proc.close()  # stop an endless talker; what we have is kept
+                    return
 
-            async def feed():
+        async def feed():
+            try:
                 if input:
                     proc.stdin.write(input)
                 proc.stdin.write_eof()
-
-            try:
-                async with asyncio.timeout(timeout):
-                    await asyncio.gather(feed(), pump(proc.stdout, out, max_output),
-                                         pump(proc.stderr, err, min(max_output, 65536)))
-                    if not truncated:
-                        await proc.wait_closed()
-            except (asyncio.TimeoutError, TimeoutError):
-                proc.close()
-                raise
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the command exited without reading its input: its status says the rest
-            return ExecResult(
-                exit_status=None if truncated else proc.exit_status,
-                stdout=bytes(out),
-                stderr=bytes(err),
-                truncated=truncated,
-                elapsed=time.monotonic() - started,
-            )
+
+        try:
+            async with asyncio.timeout(timeout):
+                proc = await conn.create_process(command, encoding=None, stderr=asyncssh.PIPE)
+                launched.append(True)  # the exec request was accepted: the command runs on the node
+                await asyncio.gather(feed(), pump(proc.stdout, out, max_output),
+                                     pump(proc.stderr, err, min(max_output, 65536)))
+                if not truncated:
+                    await proc.wait_closed()
+        except (asyncio.TimeoutError, TimeoutError):
+            error = await self.stalled(node, conn, what, timeout)
+            if proc is not None:
+                await self.close_channel(node, conn, proc)
+            raise error from None
+        except BaseException:
+            if proc is not None:
+                await self.close_channel(node, conn, proc)
+            raise
+        if truncated:
+            await self.close_channel(node, conn, proc)
+        return ExecResult(
+            exit_status=None if truncated else proc.exit_status,
+            stdout=bytes(out),
+            stderr=bytes(err),
+            truncated=truncated,
+            elapsed=time.monotonic() - started,
+        )
 
     @asynccontextmanager
     async def sftp(self, node: Node) -> AsyncIterator[asyncssh.SFTPClient]:
-        """An SFTP session on the node's pooled connection."""
+        """An SFTP session on the node's pooled connection. Callers bound it with `step()`: its
+        close is bounded here (`async with start_sftp_client()` would wait for it without limit)."""
         async with self.fanout, self.using(node) as conn:
+            client = None
             try:
-                async with conn.start_sftp_client() as client:
-                    yield client
+                client = await conn.start_sftp_client()
+                yield client
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
                 self.drop(node.name)
                 raise NodeError(SSHState.ERROR, f"connection lost during file transfer: {exc}") from None
             except asyncssh.ChannelOpenError as exc:
                 raise NodeError(SSHState.ERROR, f"cannot start SFTP: {exc.reason}") from None
+            finally:
+                if client is not None:
+                    await self.close_channel(node, conn, client)
+
+    @asynccontextmanager
+    async def step(self, node: Node, what: str, timeout: float,
+                   idle: float | None = None) -> AsyncIterator["StepDeadline"]:
+        """Bound a step on `node` (SFTP transfers, several awaits) to `timeout` s, cleanup included.
+
+        At the deadline the body is cancelled, as under `asyncio.timeout`; but cancelled SFTP calls
+        still await the node's replies while they unwind (a remote file's close), and a frozen
+        node never sends them. So at the same moment a watchdog asks the node to answer
+        (`stalled`): when it does not, its connection is aborted, which ends those awaits. The
+        step then raises the NodeError `stalled` made (TIMEOUT or UNREACHABLE). The yielded
+        deadline can be moved once the step knows its size (`reschedule`); with `idle`, the step
+        also ends after `idle` s without a `touch()` (progress)."""
+        deadline = StepDeadline(self, node, what, timeout, idle)
+        try:
+            async with deadline.timer:
+                yield deadline
+        except (asyncio.TimeoutError, TimeoutError):
+            raise await deadline.verdict() from None
+        except Exception:
+            if deadline.fired:  # the watchdog aborted the connection: the cleanup's errors follow from it
+                raise await deadline.verdict() from None
+            raise
+        finally:
+            await deadline.finish()
 
     async def probe_connect(self, node: Node) -> float:
         """Connect (or reuse) and return the handshake latency in milliseconds."""
@@ -454,6 +607,19 @@ class Transport:
         async with self.fanout:
             await self.connection(node)
         return (time.monotonic() - started) * 1000
+
+
+async def answers(conn: asyncssh.SSHClientConnection, grace: float) -> bool:
+    """Does the peer still answer on `conn`? An OpenSSH keepalive (what `ServerAliveInterval`
+    sends) must get its reply, success or failure alike, within `grace` seconds."""
+    request = getattr(conn, "_make_global_request", None)
+    if request is None:  # pragma: no cover - an asyncssh without it: assume the worst
+        return False
+    try:
+        await asyncio.wait_for(request(b"keepalive@openssh.com"), grace)
+    except (asyncio.TimeoutError, TimeoutError, asyncssh.Error, OSError):
+        return False
+    return not conn.is_closed()
 
 
 def bounded(command: str, timeout: float) -> str:

@@ -31,6 +31,7 @@ from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, bounded
 
 RETRY_DELAYS = (1.0, 3.0)
+NO_RETRY = (SSHState.HOSTKEY, SSHState.AUTH, SSHState.UNREACHABLE)
 PROGRESS_EVERY = 0.25         # seconds between progress events per node
 
 
@@ -308,7 +309,9 @@ class CollectLogs(Action):
             try:
                 return await self._transfer(run, rf, codec)
             except NodeError as exc:
-                if attempt >= self.retries or self.control.aborted or exc.state in (SSHState.HOSTKEY, SSHState.AUTH):
+                # a node that stopped answering (or never did) would cost a connect timeout per
+                # retry: reported at once, like the listing does
+                if attempt >= self.retries or self.control.aborted or exc.state in NO_RETRY:
                     raise
                 self.transport.drop(run.node.name)
                 self.progress(run.node.name, "retrying", f"{rf.shown}: {exc.message}; resuming in {RETRY_DELAYS[attempt]:g}s")
@@ -351,7 +354,8 @@ class CollectLogs(Action):
                 async with sink.draining():
                     status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", limit),
                                                     self._progress_sink(run, sink, verifier),
-                                                    idle=lambda: self.transport.command_timeout, input=script)
+                                                    idle=lambda: self.transport.command_timeout, input=script,
+                                                    what=f"the transfer of {rf.shown}")
                 await asyncio.to_thread(marks.after, b"")  # an empty last segment (a 0-byte file) ends here
                 if status == 4:
                     raise LocalError("the file vanished from the node before it was copied")
