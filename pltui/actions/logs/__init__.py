@@ -50,6 +50,13 @@ Per node, in order:
    the manifest lists with its stored file present (same size; with ``--prune`` also the same
    stored sha256, else it is collected again under a new name). A crash between link and
    record is repaired on the next run (the idx names the final file; same inode => adopted).
+   **A log that grew** (same inode, longer than a stored copy of the same codec) is continued
+   from that copy's last resume point on a BLOCK boundary (every copy has one at most 1 MiB
+   before its end: the last segment is split there): the partial starts as the stored copy's
+   bytes up to that point, only the rest is fetched, and the whole file is verified as always.
+   When the earlier version is this one's prefix (hashed on the way), the grown copy replaces
+   it under the same name (record first, then rename): one copy per log, not one per run. A
+   file rewritten in place fails that check and is fetched whole, as a copy of its own.
    Durability: with ``--prune`` every copy, its directories and its record are fsynced before
    anything is deleted (copies made by earlier runs are re-hashed and fsynced first); without
    it nothing is fsynced as it goes (a killed process loses no page cache, the node keeps the
