@@ -36,7 +36,7 @@ async def stream_exec(transport: Transport, node: Node, command: str, sink: Call
                 proc = await asyncio.wait_for(conn.create_process(command, encoding=None, stderr=asyncssh.PIPE,
                                                                   window=STREAM_WINDOW), idle())
             except (asyncio.TimeoutError, TimeoutError):
-                raise await transport.stalled(node, conn, what, idle()) from None
+                raise _silent(await transport.stalled(node, conn, what, idle()), what, idle()) from None
             return await _pump(transport, node, conn, proc, sink, idle, input, stderr_cap, what)
         except NodeError:
             raise
@@ -52,6 +52,13 @@ async def stream_exec(transport: Transport, node: Node, command: str, sink: Call
         finally:
             if proc is not None:
                 await transport.close_channel(node, conn, proc)
+
+
+def _silent(error: NodeError, what: str, idle: float) -> NodeError:
+    """A node that still answers but sent nothing: an idle stream, not an overall timeout."""
+    if error.state == SSHState.TIMEOUT:
+        return NodeError(SSHState.TIMEOUT, f"no data from the node for {idle:.0f}s during {what}")
+    return error
 
 
 async def _pump(transport: Transport, node: Node, conn, proc, sink: Callable[[bytes], Awaitable[None]],
@@ -83,7 +90,7 @@ async def _pump(transport: Transport, node: Node, conn, proc, sink: Callable[[by
             try:
                 chunk = await asyncio.wait_for(proc.stdout.read(1 << 20), idle())
             except (asyncio.TimeoutError, TimeoutError):
-                raise await transport.stalled(node, conn, what, idle()) from None
+                raise _silent(await transport.stalled(node, conn, what, idle()), what, idle()) from None
             if not chunk:
                 break
             await sink(chunk)
