@@ -455,7 +455,7 @@ class Transport:
         timeout: float | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         bound_on_node: bool = True,
-        what: str = "command",
+        what: str = "the command",
     ) -> ExecResult:
         """Run `command` (a shell command line; quote its arguments!) on a node.
 

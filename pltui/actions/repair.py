@@ -309,7 +309,10 @@ class RepairAction(Action):
         node = self.fleet.nodes[source]
         remote = sftp_path(node.root, fix.relative)
         try:
-            async with self.transport.step(node, "the download", self.transport.command_timeout) as deadline:
+            # a throughput floor for the whole file, and the command timeout without any progress
+            # (a frozen node is found by its silence, not after a large file's whole budget)
+            async with self.transport.step(node, "the download", self.transport.command_timeout,
+                                           idle=self.transport.command_timeout) as deadline:
                 async with self.transport.sftp(node) as sftp:
                     attrs = await sftp.stat(remote)
                     regular = (stat.S_ISREG(attrs.permissions) if attrs.permissions is not None
@@ -318,7 +321,7 @@ class RepairAction(Action):
                         raise RepairError(f"{source}: not a regular file")
                     deadline.reschedule(self._transfer_timeout(attrs.size or 0))
                     self.progress(source, "sending", fix.path, bytes_total=attrs.size)
-                    await sftp.get(remote, str(local))
+                    await sftp.get(remote, str(local), progress_handler=lambda *_: deadline.touch())
         except NodeError as exc:
             self.transport.drop(source)
             raise RepairError(f"{source}: {exc.message}") from None
@@ -382,9 +385,10 @@ class RepairAction(Action):
         self.progress(node.name, "uploading", fix.path, bytes_total=local.stat().st_size)
         remote_tmp = sftp_path(node.root, tmp_relative)
         try:
-            async with self.transport.step(node, "the upload", self._transfer_timeout(local.stat().st_size)):
+            async with self.transport.step(node, "the upload", self._transfer_timeout(local.stat().st_size),
+                                           idle=self.transport.command_timeout) as deadline:
                 async with self.transport.sftp(node) as sftp:
-                    await sftp.put(str(local), remote_tmp)
+                    await sftp.put(str(local), remote_tmp, progress_handler=lambda *_: deadline.touch())
         except (asyncssh.Error, OSError, NodeError) as exc:
             if isinstance(exc, NodeError):
                 if exc.state in _CONNECTION_STATES:

@@ -327,3 +327,38 @@ async def test_repair_frozen_while_installing(make_sshd_fleet, tmp_path):
         assert "node stopped answering during installing" in errors.get("etc/app.conf", ""), report.to_json()
     finally:
         await transport.close()
+
+
+async def test_repair_source_frozen_during_the_download(make_sshd_fleet, tmp_path):
+    """The majority copy is fetched from a node that freezes mid-download: that source is given
+    up after the command timeout without progress, and the next one provides the copy."""
+    names = ["sshd001", "sshd002", "sshd003"]
+    sshd = await asyncio.to_thread(make_sshd_fleet, 3, solo=names,
+                                   fleet={"service": {"important": ["etc/"]}, "ssh_overrides": SSH})
+    blob = os.urandom(4 << 20)
+    for name, node in sshd.nodes.items():
+        (node.root / "etc").mkdir(exist_ok=True)
+        (node.root / "etc" / "blob").write_bytes(b"drifted" if name == "sshd001" else blob)
+        for path in (node.root / "etc", node.root / "etc" / "blob"):
+            os.chown(path, sshd.pw.pw_uid, sshd.pw.pw_gid)
+    fleet = fleet_mod.load(sshd.fleet_path)
+    transport = Transport(fleet)
+    frosts: list[Freezer] = []
+
+    def emit(event) -> None:  # freeze whichever source is asked first, as its download starts
+        if isinstance(event, ActionProgress) and event.state == "sending" and not frosts:
+            frosts.append(Freezer(sshd, event.node))
+            frosts[0].freeze()
+
+    try:
+        action = RepairAction(fleet, transport, None, fleet.node_names, state_dir=tmp_path / "state", emit=emit)
+        report = await action.run()
+        assert frosts and frosts[0].frozen_at is not None, report.to_json()
+        elapsed = time.monotonic() - frosts[0].frozen_at
+    finally:
+        for frost in frosts:
+            frost.thaw()
+        await transport.close()
+    assert_bounded(elapsed, COMMAND, "repair download")
+    assert report.results["sshd001"].state == "done", report.to_json()
+    assert (sshd.nodes["sshd001"].root / "etc" / "blob").read_bytes() == blob
