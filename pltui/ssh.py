@@ -28,14 +28,18 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncssh
 
+from pltui.deadline import StepDeadline, answers
 from pltui.fleet import Fleet, Node
+from pltui.hostkeys import HostKeyClient, HostKeyError, HostKeys
 from pltui.model import SSHState
 from pltui.sanitize import clean_line
+
+__all__ = ["ANSWER_GRACE", "CLOSE_GRACE", "NODE_GRACE", "ExecResult", "HostKeys", "NodeError", "StepDeadline",
+           "Transport", "answers", "bounded", "raise_nofile_limit", "ssh_command_line"]
 
 DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 # File descriptors kept free for everything but pooled connections (the state database, SFTP
@@ -71,64 +75,6 @@ class ExecResult:
         return self.exit_status == 0 and not self.truncated
 
 
-class StepDeadline:
-    """The deadline of one `Transport.step`: an asyncio timeout plus the watchdog that, at the same
-    moment, finds out whether the node still answers (and aborts its connection if not)."""
-
-    def __init__(self, transport: "Transport", node: Node, what: str, timeout: float, idle: float | None = None):
-        self.transport, self.node, self.what = transport, node, what
-        self.loop = asyncio.get_running_loop()
-        self.start = self.last = self._moved = self.loop.time()
-        self.timeout = timeout
-        self.idle = idle
-        self.timer = asyncio.timeout(timeout)
-        self._tasks: list[asyncio.Task] = []
-        self._handle = self.loop.call_at(self._due(), self._watch)
-
-    def _due(self) -> float:
-        due = self.start + self.timeout
-        return due if self.idle is None else min(due, self.last + self.idle)
-
-    def _move(self) -> None:
-        self._moved = self.loop.time()
-        self.timer.reschedule(self._due())
-        self._handle.cancel()
-        self._handle = self.loop.call_at(self._due(), self._watch)
-
-    def reschedule(self, timeout: float) -> None:
-        """Make the step's whole budget `timeout` s (from its start)."""
-        self.timeout = timeout
-        self._move()
-
-    def touch(self) -> None:
-        """The node made progress (a transfer's bytes were acknowledged): with `idle`, the step
-        fails only after `idle` s without any, so a frozen node is found by its silence long
-        before a large transfer's whole budget is spent."""
-        self.last = self.loop.time()
-        if self.idle is not None and self.last - self._moved >= 0.25:  # cheap for per-block calls
-            self._move()
-
-    def _watch(self) -> None:
-        conn = self.transport._conns.get(self.node.name)
-        silent = self.loop.time() - self.last
-        waited = self.timeout if self.idle is None or silent < self.idle - 0.5 else self.idle
-        self._tasks.append(asyncio.ensure_future(self.transport.stalled(self.node, conn, self.what, waited)))
-
-    @property
-    def fired(self) -> bool:
-        return bool(self._tasks)
-
-    async def verdict(self) -> "NodeError":
-        if not self._tasks:
-            self._handle.cancel()
-            self._watch()
-        return await self._tasks[0]
-
-    async def finish(self) -> None:
-        self._handle.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
     """Raise RLIMIT_NOFILE toward `wanted`; return (limit, warning or None)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -142,85 +88,6 @@ def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
     if target < wanted:
         return target, f"open-file limit is {target} (hard limit {hard}), below the {wanted} this fleet may need"
     return target, None
-
-
-class HostKeys:
-    """known_hosts, parsed once (and again when the file changes), with the host-key policy."""
-
-    def __init__(self, path: str | os.PathLike, policy: str = "strict"):
-        self.path = Path(os.path.expanduser(str(path)))
-        self.policy = policy
-        self._mtime: float | None = None
-        self._known: asyncssh.SSHKnownHosts | None = None
-        self._checked = 0.0
-        self._lock = asyncio.Lock()
-
-    def _load(self) -> asyncssh.SSHKnownHosts:
-        now = time.monotonic()
-        if self._known is not None and now - self._checked < 1.0:
-            return self._known  # look at the file at most once a second, not per connection
-        self._checked = now
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            mtime = None
-        if self._known is None or mtime != self._mtime:
-            self._mtime = mtime
-            try:
-                text = self.path.read_text("utf-8", errors="replace") if mtime is not None else ""
-                self._known = asyncssh.import_known_hosts(text)
-            except (ValueError, asyncssh.KeyImportError) as exc:
-                raise NodeError(SSHState.HOSTKEY, f"cannot parse known_hosts {self.path}: {exc}") from None
-        return self._known
-
-    def match(self, host: str, addr: str, port: int | None):
-        known = self._load()
-        result = known.match(host, addr, port)
-        if port and port != 22:
-            # asyncssh looks a non-default port up again without it when no *trusted* key is
-            # recorded for host:port, and so loses the @revoked keys recorded for host:port:
-            # keep them (a revoked key must be refused, and never recorded under accept-new).
-            result = [list(part) for part in result]
-            for name in {host, addr} - {""}:
-                exact = known.match(f"[{name}]:{port}", "", None)
-                for index in (2, 4, 6):  # revoked keys, revoked certificates, revoked subjects
-                    result[index] += [k for k in exact[index] if k not in result[index]]
-            result = tuple(result)
-        return result
-
-    def knows(self, host: str, port: int) -> bool:
-        keys = self.match(host, host, port)
-        return bool(keys[0] or keys[1])
-
-    async def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
-        """Append a first-seen key (accept-new), as OpenSSH would write it."""
-        async with self._lock:
-            if self.knows(host, port):
-                return
-            pattern = host if port == 22 else f"[{host}]:{port}"
-            line = f"{pattern} {key.export_public_key('openssh').decode().strip()}\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
-            self._known = None
-
-
-class _Client(asyncssh.SSHClient):
-    """Keeps the host key seen, and under accept-new accepts a key for a host with none recorded."""
-
-    def __init__(self, host_keys: HostKeys, host: str, port: int):
-        self.host_keys = host_keys
-        self.host = host
-        self.port = port
-        self.new_key: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(self, host, addr, port, key) -> bool:
-        if self.host_keys.policy != "accept-new":
-            return False
-        if self.host_keys.knows(self.host, self.port):
-            return False  # a known host presenting another key: never accepted
-        self.new_key = key
-        return True
 
 
 class Transport:
@@ -302,7 +169,7 @@ class Transport:
 
     async def _open(self, node: Node, tunnel) -> asyncssh.SSHClientConnection:
         port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
-        client = _Client(self.host_keys, node.host, port)
+        client = HostKeyClient(self.host_keys, node.host, port)
         options = self._options(node)
         try:
             async with self.handshakes:
@@ -311,6 +178,8 @@ class Transport:
                                      client_factory=lambda: client, **options),
                     self.connect_timeout + 1.0,
                 )
+        except HostKeyError as exc:
+            raise NodeError(SSHState.HOSTKEY, str(exc)) from None
         except asyncssh.HostKeyNotVerifiable as exc:
             known = self.host_keys.knows(node.host, port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
@@ -496,6 +365,10 @@ class Transport:
                     raise NodeError(SSHState.ERROR, f"SSH error: {exc}") from None
             raise AssertionError("unreachable")  # pragma: no cover
 
+    def pooled(self, name: str) -> asyncssh.SSHClientConnection | None:
+        """The node's pooled connection (None when there is none)."""
+        return self._conns.get(name)
+
     def _is_pooled(self, name: str) -> bool:
         conn = self._conns.get(name)
         return conn is not None and not conn.is_closed()
@@ -607,19 +480,6 @@ class Transport:
         async with self.fanout:
             await self.connection(node)
         return (time.monotonic() - started) * 1000
-
-
-async def answers(conn: asyncssh.SSHClientConnection, grace: float) -> bool:
-    """Does the peer still answer on `conn`? An OpenSSH keepalive (what `ServerAliveInterval`
-    sends) must get its reply, success or failure alike, within `grace` seconds."""
-    request = getattr(conn, "_make_global_request", None)
-    if request is None:  # pragma: no cover - an asyncssh without it: assume the worst
-        return False
-    try:
-        await asyncio.wait_for(request(b"keepalive@openssh.com"), grace)
-    except (asyncio.TimeoutError, TimeoutError, asyncssh.Error, OSError):
-        return False
-    return not conn.is_closed()
 
 
 def bounded(command: str, timeout: float) -> str:
