@@ -437,6 +437,7 @@ async def test_growing_log_stores_only_what_is_new(sim3, tmp_path, compress):
         [grown] = [f for f in report.to_json()["nodes"]["sim001"]["files"] if f["state"] == "collected"]
         assert grown["stored"] == copy["stored"], "the grown copy is not stored under the log's name"
         assert grown["size"] == log.stat().st_size
+        print(f"{compress}: {growth} bytes appended to a {grown['size'] - growth}-byte log: {grown['sent']} fetched")
         assert grown["sent"] <= growth + (1 << 20), f"{grown['sent']} bytes fetched for {growth} new ones"
         stored_files = sorted(p.name for p in (dest / "sim001" / "logs").iterdir())
         assert stored_files == [os.path.basename(copy["stored"])], stored_files

@@ -131,6 +131,7 @@ def freeze_on(frost: Freezer, node: str, states: tuple[str, ...], *, with_bytes:
 
 
 def assert_bounded(elapsed: float, timeout: float, what: str) -> None:
+    print(f"{what}: frozen node held it {elapsed:.1f}s (timeout {timeout:g}s, bound +{GRACE:g}s)")
     assert elapsed < timeout + GRACE, (f"{what}: a frozen node held it {elapsed:.1f}s, more than its timeout "
                                        f"{timeout:g}s + {GRACE:g}s")
 
