@@ -231,6 +231,16 @@ def test_parser_caps_output():
         parser.feed(b"pltui-logs 1\0" + b"x" * 2000)
 
 
+def test_every_copy_has_a_resume_point_within_a_block_of_its_end():
+    from pltui.actions.logs.segments import BLOCK, segment_plan
+    mib = BLOCK
+    assert segment_plan(5 * mib // 2, 0, 64 * mib) == [(0, 2 * mib), (2 * mib, mib // 2)]
+    assert segment_plan(3 * mib, 0, 64 * mib) == [(0, 3 * mib)]                  # aligned: no split
+    assert segment_plan(mib // 2, 0, 64 * mib) == [(0, mib // 2)]                # under a block: none
+    assert segment_plan(9 * mib + 5, 4 * mib, 4 * mib) == [(4 * mib, 4 * mib), (8 * mib, mib), (9 * mib, 5)]
+    assert segment_plan(0, 0, 64 * mib) == [(0, 0)]
+
+
 def test_names_round_trip_and_display_is_safe():
     name = "logs/\x1b[2J$(x);'\"\n\xff".encode("utf-8", "surrogateescape")
     assert unpct(pct(name)) == name
