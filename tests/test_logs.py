@@ -460,6 +460,18 @@ async def test_growing_log_stores_only_what_is_new(sim3, tmp_path, compress):
     assert report.ok, report.to_json()
     assert len(list((dest / "sim001" / "logs").iterdir())) == 2
     assert_nothing_lost(history, roots_of(sim3), dest)
+    # a stored copy damaged on disk (same size) is never continued: the grown log is fetched whole
+    newest = dest / "sim001" / report.to_json()["nodes"]["sim001"]["files"][0]["stored"]
+    damaged = bytearray(newest.read_bytes())
+    damaged[len(damaged) // 3: len(damaged) // 3 + 64] = bytes(64)
+    newest.write_bytes(bytes(damaged))
+    with open(log, "ab") as f:
+        f.write(b"after the damage\n")
+    report = await collect(sim3.fleet_path, dest, nodes=["sim001"], compress=compress)
+    assert report.ok, report.to_json()
+    [again] = [f for f in report.to_json()["nodes"]["sim001"]["files"] if f["state"] == "collected"]
+    assert again["sent"] == log.stat().st_size
+    assert decompress(dest / "sim001" / again["stored"], compress) == log.read_bytes()
 
 
 async def test_names_outside_the_root_are_rejected(make_sim_fleet, tmp_path):

@@ -398,8 +398,11 @@ class CollectLogs(Action):
         except DiskFull:
             await asyncio.to_thread(trim_partial, fd, idx)
             raise
-        except VerifyError:
+        except VerifyError as exc:
             await asyncio.to_thread(drop_partial, part, idx)
+            if base is not None and not isinstance(exc, SpliceFailed):
+                # the earlier copy did not even decode (damaged on disk): fetch the file whole
+                raise SpliceFailed(str(exc)) from None
             raise
         finally:
             os.close(fd)
