@@ -67,8 +67,11 @@ Per node, in order:
    copy; the node checks each file again before ``rm``. Nothing is pruned in a run stopped by a
    full disk.
 
-Failures: a dropped connection or an idle stream (no byte for the command timeout) retries
-the file twice (after 1 s, 3 s) from its last finished segment, then fails the node; a full
+Failures: a dropped connection or an idle stream (no byte for the command timeout from a node
+that still answers) retries the file twice (after 1 s, 3 s) from its last finished segment,
+then fails the node; a node that stopped answering (frozen: no reply to a keepalive either,
+`pltui.ssh.Transport.stalled`) fails at once, its other files "not attempted", so it costs
+the command timeout plus ANSWER_GRACE, not a connect timeout per retry; a full
 local disk (ENOSPC/EDQUOT) stops the whole collection with one line naming the DEST path (every
 node writes to the same disk), keeping the partials (trimmed to their last finished segment)
 for the next run; other local errors fail that file only. A killed collection loses nothing:
