@@ -6,6 +6,13 @@
 - Every stage is bounded: connect (TCP + banner + kex + auth) by `connect_timeout`, commands by
   `command_timeout` (the remote command is also bounded on the node with `timeout(1)` where it
   exists, since closing a channel does not kill it), output by a byte cap.
+- Every await on the node is bounded, closing included: a node whose sshd is frozen (SIGSTOP,
+  a hung kernel) keeps its TCP connection open, and asyncssh waits for a channel's close and for
+  `wait_closed()` without limit. When a step's time is up, the node gets ANSWER_GRACE seconds to
+  answer a keepalive: one that does is only slow (TIMEOUT, "did not finish within"); one that
+  does not "stopped answering" (UNREACHABLE) and its connection is aborted, which ends every
+  await pending on it. A frozen node so costs at most its step's timeout + ANSWER_GRACE
+  (+ CLOSE_GRACE when a slow node's channel does not close).
 - Host keys are checked against a pre-parsed known_hosts; `accept-new` records a first-seen key
   only after the connection succeeds and still refuses a changed one.
 - Failures become `NodeError` with an `SSHState` class and a one-line sanitised message.
@@ -14,7 +21,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import resource
 import shlex
@@ -22,22 +28,27 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncssh
-from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
+from pltui.deadline import StepDeadline, answers
 from pltui.fleet import Fleet, Node
+from pltui.hostkeys import HostKeyClient, HostKeyError, HostKeys
 from pltui.jumps import Hop, JumpPool, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
 from pltui.model import SSHState
 from pltui.sanitize import clean_line
+
+__all__ = ["ANSWER_GRACE", "CLOSE_GRACE", "NODE_GRACE", "ExecResult", "HostKeys", "NodeError", "StepDeadline",
+           "Transport", "answers", "bounded", "raise_nofile_limit", "ssh_command_line"]
 
 DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 # File descriptors kept free for everything but pooled connections (the state database, SFTP
 # downloads to local files, subprocesses, the event loop, the terminal).
 FD_RESERVE = 128
 NODE_GRACE = 2.0  # seconds the node-side bound (timeout(1)) runs past the command timeout
+ANSWER_GRACE = 3.0  # seconds a node whose step ran out of time has to answer a keepalive
+CLOSE_GRACE = NODE_GRACE + 1.0  # seconds we wait for a channel to close before aborting its connection
 # AES-GCM first: with AES-NI it costs a fraction of asyncssh's per-packet chacha20-poly1305.
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                    "aes128-ctr", "aes192-ctr", "aes256-ctr"]
@@ -78,108 +89,6 @@ def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
     if target < wanted:
         return target, f"open-file limit is {target} (hard limit {hard}), below the {wanted} this fleet may need"
     return target, None
-
-
-class HostKeys:
-    """known_hosts, parsed once (and again when the file changes), with the host-key policy."""
-
-    def __init__(self, path: str | os.PathLike, policy: str = "strict"):
-        self.path = Path(os.path.expanduser(str(path)))
-        self.policy = policy
-        self._mtime: float | None = None
-        self._known: asyncssh.SSHKnownHosts | None = None
-        self._checked = 0.0
-        self._lock = asyncio.Lock()
-
-    def _load(self) -> asyncssh.SSHKnownHosts:
-        now = time.monotonic()
-        if self._known is not None and now - self._checked < 1.0:
-            return self._known  # look at the file at most once a second, not per connection
-        self._checked = now
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            mtime = None
-        if self._known is None or mtime != self._mtime:
-            self._mtime = mtime
-            try:
-                text = self.path.read_text("utf-8", errors="replace") if mtime is not None else ""
-                self._known = asyncssh.import_known_hosts(text)
-            except (ValueError, asyncssh.KeyImportError) as exc:
-                raise NodeError(SSHState.HOSTKEY, f"cannot parse known_hosts {self.path}: {exc}") from None
-        return self._known
-
-    def match(self, host: str, addr: str, port: int | None):
-        known = self._load()
-        result = known.match(host, addr, port)
-        if port and port != 22:
-            # asyncssh looks a non-default port up again without it when no *trusted* key is
-            # recorded for host:port, and so loses the @revoked keys recorded for host:port:
-            # keep them (a revoked key must be refused, and never recorded under accept-new).
-            result = [list(part) for part in result]
-            for name in {host, addr} - {""}:
-                exact = known.match(f"[{name}]:{port}", "", None)
-                for index in (2, 4, 6):  # revoked keys, revoked certificates, revoked subjects
-                    result[index] += [k for k in exact[index] if k not in result[index]]
-            result = tuple(result)
-        return result
-
-    def knows(self, host: str, port: int) -> bool:
-        try:
-            ipaddress.ip_address(host.partition("%")[0])
-            addr = host
-        except ValueError:
-            addr = ""  # a host name is no address (asyncssh would try to parse it as one)
-        keys = self.match(host, addr, port)
-        return bool(keys[0] or keys[1])
-
-    def host_key_algs(self, host: str, port: int) -> tuple[str, ...]:
-        """Host key algorithms to offer: the types known_hosts holds for the host first, then all
-        others (as OpenSSH does). asyncssh alone offers only the known types, so a node that now
-        has keys of another type fails key exchange, which reads as a generic `error`; offered
-        every type, the node presents its key and the known_hosts check reports `hostkey`."""
-        try:
-            trusted, cas = self.match(host, "", port)[:2]
-        except ValueError:
-            return ()
-        if not trusted or cas:
-            return ()  # nothing known (or CA-signed host keys): asyncssh's own choice
-        first = list(dict.fromkeys(alg for key in trusted for alg in key.sig_algorithms))
-        rest = [alg for alg in get_default_certificate_algs() + get_default_public_key_algs() if alg not in first]
-        return tuple(alg.decode("ascii") for alg in first + rest)
-
-    async def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
-        """Append a first-seen key (accept-new), as OpenSSH would write it."""
-        async with self._lock:
-            if self.knows(host, port):
-                return
-            pattern = host if port == 22 else f"[{host}]:{port}"
-            line = f"{pattern} {key.export_public_key('openssh').decode().strip()}\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
-            self._known = None
-
-
-class _Client(asyncssh.SSHClient):
-    """Keeps the host key seen, and under accept-new accepts a key for a host with none recorded."""
-
-    def __init__(self, host_keys: HostKeys, host: str, port: int):
-        self.host_keys = host_keys
-        self.host = host
-        self.port = port
-        self.new_key: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(self, host, addr, port, key) -> bool:
-        # the name and port asyncssh looked up (ssh_config's HostName/Port/HostKeyAlias
-        # applied): a first-seen key is recorded under them, where the next lookup goes
-        self.host, self.port = host or self.host, port or self.port
-        if self.host_keys.policy != "accept-new":
-            return False
-        if self.host_keys.knows(self.host, self.port):
-            return False  # a known host presenting another key: never accepted
-        self.new_key = key
-        return True
 
 
 class Transport:
@@ -268,7 +177,7 @@ class Transport:
 
     async def _open(self, node: Node, tunnel, via: str = "") -> asyncssh.SSHClientConnection:
         port = node.port or 22  # for messages and known_hosts; asyncssh gets None as "default"
-        client = _Client(self.host_keys, node.host, port)
+        client = HostKeyClient(self.host_keys, node.host, port)
         options = self._options(node)
         algs = self.host_keys.host_key_algs(node.host, port)
         if algs:
@@ -284,6 +193,8 @@ class Transport:
                                      client_factory=lambda: client, **options),
                     self.connect_timeout + 1.0,
                 )
+        except HostKeyError as exc:
+            raise NodeError(SSHState.HOSTKEY, str(exc)) from None
         except asyncssh.HostKeyNotVerifiable as exc:
             known = self.host_keys.knows(client.host, client.port)
             what = "host key CHANGED (possible attack; not trusted)" if known else "host key unknown"
@@ -375,17 +286,58 @@ class Transport:
         if conn is not None:
             conn.abort()
 
+    def discard(self, node_name: str, conn: asyncssh.SSHClientConnection) -> None:
+        """Abort `conn` and forget it if it is still the node's pooled one (not a newer one).
+        Aborting ends every await pending on it (channel closes, SFTP replies) at once."""
+        if self._conns.get(node_name) is conn:
+            del self._conns[node_name]
+        conn.abort()
+
+    async def stalled(self, node: Node, conn: asyncssh.SSHClientConnection | None, what: str,
+                      waited: float) -> NodeError:
+        """The error for a step on `node` whose time (`waited` s) is up, naming the true cause.
+
+        The node gets ANSWER_GRACE s to answer a keepalive on the step's connection. One that
+        answers is only slow: TIMEOUT. One that does not stopped answering (frozen sshd, hung
+        kernel, a link that drops packets): its connection is aborted, so nothing waits on it
+        any longer, and the error is UNREACHABLE (not worth a retry on the same timeout)."""
+        if conn is not None and not conn.is_closed() and await answers(conn, ANSWER_GRACE):
+            return NodeError(SSHState.TIMEOUT, f"{what} did not finish within {waited:g}s")
+        if conn is not None:
+            self.discard(node.name, conn)
+        return NodeError(SSHState.UNREACHABLE, f"node stopped answering during {what} (no reply in {waited:g}s)")
+
+    async def close_channel(self, node: Node, conn: asyncssh.SSHClientConnection, channel) -> None:
+        """Close a process or SFTP session and wait CLOSE_GRACE s at most for the node to confirm;
+        past that its connection is aborted (a frozen node never confirms)."""
+        if conn.is_closed():
+            return
+        try:
+            if hasattr(channel, "exit"):
+                channel.exit()
+            else:
+                channel.close()
+            await asyncio.wait_for(channel.wait_closed(), CLOSE_GRACE)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.discard(node.name, conn)
+        except (asyncssh.Error, OSError):
+            pass
+
     async def close(self) -> None:
+        """Close every connection, each given 2 s (together, not one after another) to close
+        cleanly before it is aborted."""
         conns = list(self._conns.values()) + list(self._jumps.values())
         self._conns.clear()
         self._jumps.clear()
-        for conn in conns:
+
+        async def one(conn) -> None:
             conn.close()
-        for conn in conns:
             try:
                 await asyncio.wait_for(conn.wait_closed(), 2)
             except (asyncio.TimeoutError, Exception):
                 conn.abort()
+
+        await asyncio.gather(*(one(c) for c in conns))
 
     @property
     def open_connections(self) -> int:
@@ -402,10 +354,13 @@ class Transport:
         timeout: float | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         bound_on_node: bool = True,
+        what: str = "the command",
     ) -> ExecResult:
         """Run `command` (a shell command line; quote its arguments!) on a node.
 
-        Raises NodeError on connection trouble or timeout. A non-zero exit is not an error.
+        Raises NodeError on connection trouble or timeout (`what` names the step in the message).
+        The timeout covers everything: opening the channel, the command, and closing (plus the
+        grace `stalled` gives the node to show it still answers). A non-zero exit is not an error.
         """
         timeout = timeout or self.command_timeout
         if bound_on_node:
@@ -421,11 +376,10 @@ class Transport:
                 launched: list[bool] = []
                 try:
                     async with self.using(node) as conn:
-                        return await self._exec(conn, command, input, timeout, max_output, started, launched)
+                        return await self._exec(node, conn, command, input, timeout, max_output, started,
+                                                launched, what)
                 except NodeError:
                     raise
-                except (asyncio.TimeoutError, TimeoutError):
-                    raise NodeError(SSHState.TIMEOUT, f"command did not finish within {timeout:g}s") from None
                 except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
                         BrokenPipeError, ConnectionError) as exc:
                     self.drop(node.name)
@@ -441,67 +395,114 @@ class Transport:
                     raise NodeError(SSHState.ERROR, f"SSH error: {exc}") from None
             raise AssertionError("unreachable")  # pragma: no cover
 
+    def pooled(self, name: str) -> asyncssh.SSHClientConnection | None:
+        """The node's pooled connection (None when there is none)."""
+        return self._conns.get(name)
+
     def _is_pooled(self, name: str) -> bool:
         conn = self._conns.get(name)
         return conn is not None and not conn.is_closed()
 
-    async def _exec(self, conn, command, input, timeout, max_output, started, launched: list) -> ExecResult:
-        async with conn.create_process(command, encoding=None, stderr=asyncssh.PIPE) as proc:
-            launched.append(True)  # the exec request was accepted: the command runs on the node
-            out = bytearray()
-            err = bytearray()
-            truncated = False
+    async def _exec(self, node, conn, command, input, timeout, max_output, started, launched: list,
+                    what: str) -> ExecResult:
+        """One command on `conn`, every await on the node inside `timeout` (channel open and close
+        included; `async with create_process` would wait for the close without limit)."""
+        out = bytearray()
+        err = bytearray()
+        truncated = False
+        proc = None
 
-            async def pump(stream, buf: bytearray, cap: int):
-                nonlocal truncated
-                while True:
-                    chunk = await stream.read(65536)
-                    if not chunk:
-                        return
-                    room = cap - len(buf)
-                    if room > 0:
-                        buf += chunk[:room]
-                    if len(chunk) > room:
-                        truncated = True
-                        proc.close()  # stop an endless talker; what we have is kept
-                        return
+        async def pump(stream, buf: bytearray, cap: int):
+            nonlocal truncated
+            while True:
+                chunk = await stream.read(65536)
+                if not chunk:
+                    return
+                room = cap - len(buf)
+                if room > 0:
+                    buf += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+                    proc.close()  # stop an endless talker; what we have is kept
+                    return
 
-            async def feed():
+        async def feed():
+            try:
                 if input:
                     proc.stdin.write(input)
                 proc.stdin.write_eof()
-
-            try:
-                async with asyncio.timeout(timeout):
-                    await asyncio.gather(feed(), pump(proc.stdout, out, max_output),
-                                         pump(proc.stderr, err, min(max_output, 65536)))
-                    if not truncated:
-                        await proc.wait_closed()
-            except (asyncio.TimeoutError, TimeoutError):
-                proc.close()
-                raise
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the command exited without reading its input: its status says the rest
-            return ExecResult(
-                exit_status=None if truncated else proc.exit_status,
-                stdout=bytes(out),
-                stderr=bytes(err),
-                truncated=truncated,
-                elapsed=time.monotonic() - started,
-            )
+
+        try:
+            async with asyncio.timeout(timeout):
+                proc = await conn.create_process(command, encoding=None, stderr=asyncssh.PIPE)
+                launched.append(True)  # the exec request was accepted: the command runs on the node
+                await asyncio.gather(feed(), pump(proc.stdout, out, max_output),
+                                     pump(proc.stderr, err, min(max_output, 65536)))
+                if not truncated:
+                    await proc.wait_closed()
+        except (asyncio.TimeoutError, TimeoutError):
+            error = await self.stalled(node, conn, what, timeout)
+            if proc is not None:
+                await self.close_channel(node, conn, proc)
+            raise error from None
+        except BaseException:
+            if proc is not None:
+                await self.close_channel(node, conn, proc)
+            raise
+        if truncated:
+            await self.close_channel(node, conn, proc)
+        return ExecResult(
+            exit_status=None if truncated else proc.exit_status,
+            stdout=bytes(out),
+            stderr=bytes(err),
+            truncated=truncated,
+            elapsed=time.monotonic() - started,
+        )
 
     @asynccontextmanager
     async def sftp(self, node: Node) -> AsyncIterator[asyncssh.SFTPClient]:
-        """An SFTP session on the node's pooled connection."""
+        """An SFTP session on the node's pooled connection. Callers bound it with `step()`: its
+        close is bounded here (`async with start_sftp_client()` would wait for it without limit)."""
         async with self.fanout, self.using(node) as conn:
+            client = None
             try:
-                async with conn.start_sftp_client() as client:
-                    yield client
+                client = await conn.start_sftp_client()
+                yield client
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
                 self.drop(node.name)
                 raise NodeError(SSHState.ERROR, f"connection lost during file transfer: {exc}") from None
             except asyncssh.ChannelOpenError as exc:
                 raise NodeError(SSHState.ERROR, f"cannot start SFTP: {exc.reason}") from None
+            finally:
+                if client is not None:
+                    await self.close_channel(node, conn, client)
+
+    @asynccontextmanager
+    async def step(self, node: Node, what: str, timeout: float,
+                   idle: float | None = None) -> AsyncIterator["StepDeadline"]:
+        """Bound a step on `node` (SFTP transfers, several awaits) to `timeout` s, cleanup included.
+
+        At the deadline the body is cancelled, as under `asyncio.timeout`; but cancelled SFTP calls
+        still await the node's replies while they unwind (a remote file's close), and a frozen
+        node never sends them. So at the same moment a watchdog asks the node to answer
+        (`stalled`): when it does not, its connection is aborted, which ends those awaits. The
+        step then raises the NodeError `stalled` made (TIMEOUT or UNREACHABLE). The yielded
+        deadline can be moved once the step knows its size (`reschedule`); with `idle`, the step
+        also ends after `idle` s without a `touch()` (progress)."""
+        deadline = StepDeadline(self, node, what, timeout, idle)
+        try:
+            async with deadline.timer:
+                yield deadline
+        except (asyncio.TimeoutError, TimeoutError):
+            raise await deadline.verdict() from None
+        except Exception:
+            if deadline.fired:  # the watchdog aborted the connection: the cleanup's errors follow from it
+                raise await deadline.verdict() from None
+            raise
+        finally:
+            await deadline.finish()
 
     async def probe_connect(self, node: Node) -> float:
         """Connect (or reuse) and return the handshake latency in milliseconds."""

@@ -172,7 +172,7 @@ class Engine:
         sent = time.time()
         try:
             result = await self.transport.run(node, probe.PROBE_COMMAND, input=script, timeout=timeout,
-                                              max_output=probe.MAX_OUTPUT)
+                                              max_output=probe.MAX_OUTPUT, what="the probe")
         except NodeError as exc:
             if exc.state == SSHState.TIMEOUT:
                 self.transport.drop(node.name)  # its channel may still be busy

@@ -231,6 +231,16 @@ def test_parser_caps_output():
         parser.feed(b"pltui-logs 1\0" + b"x" * 2000)
 
 
+def test_every_copy_has_a_resume_point_within_a_block_of_its_end():
+    from pltui.actions.logs.segments import BLOCK, segment_plan
+    mib = BLOCK
+    assert segment_plan(5 * mib // 2, 0, 64 * mib) == [(0, 2 * mib), (2 * mib, mib // 2)]
+    assert segment_plan(3 * mib, 0, 64 * mib) == [(0, 3 * mib)]                  # aligned: no split
+    assert segment_plan(mib // 2, 0, 64 * mib) == [(0, mib // 2)]                # under a block: none
+    assert segment_plan(9 * mib + 5, 4 * mib, 4 * mib) == [(4 * mib, 4 * mib), (8 * mib, mib), (9 * mib, 5)]
+    assert segment_plan(0, 0, 64 * mib) == [(0, 0)]
+
+
 def test_names_round_trip_and_display_is_safe():
     name = "logs/\x1b[2J$(x);'\"\n\xff".encode("utf-8", "surrogateescape")
     assert unpct(pct(name)) == name
@@ -394,6 +404,76 @@ async def test_different_file_on_an_existing_name_is_never_overwritten(sim3, tmp
     assert_nothing_lost(history, roots_of(sim3), dest)
 
 
+async def test_manifest_names_stored_files_as_the_disk_does(sim3, tmp_path):
+    """`~` is an unreserved character: the manifest's `stored` says `app.log.~1~.zst`, the name on
+    disk, not `app.log.%7E1%7E.zst`."""
+    node = sim3.nodes["sim001"]
+    write_files(node.root, {"logs/app.log": b"version one\n" * 100})
+    dest = tmp_path / "dest"
+    assert (await collect(sim3.fleet_path, dest, nodes=["sim001"])).ok
+    write_files(node.root, {"logs/app.log": b"version two\n" * 50})  # rewritten: a second copy
+    report = await collect(sim3.fleet_path, dest, nodes=["sim001"])
+    assert report.ok
+    records = [json.loads(line) for line in (dest / "sim001" / MANIFEST).read_text().splitlines()]
+    stored = sorted(r["stored"] for r in records if r["kind"] == "collected")
+    assert stored == ["logs/app.log.zst", "logs/app.log.~1~.zst"], stored
+    assert all((dest / "sim001" / name).is_file() for name in stored)
+    files = report.to_json()["nodes"]["sim001"]["files"]
+    assert [f["stored"] for f in files if f["state"] == "collected"] == ["logs/app.log.~1~.zst"]
+
+
+@pytest.mark.parametrize("compress", ["zstd", "gzip", "none"])
+async def test_growing_log_stores_only_what_is_new(sim3, tmp_path, compress):
+    """A log appended to between runs: the next run fetches only what the stored copy lacks (from
+    the last segment boundary it kept, at most one BLOCK before its end) and the grown copy
+    replaces the old one under its name: one copy per log, not one more full copy per run."""
+    if compress == "zstd" and shutil.which("zstd") is None:
+        pytest.skip("no local zstd")
+    node = sim3.nodes["sim001"]
+    log = node.root / "logs" / "app.log"
+    body = text_log(3, (3 << 20) + 300_000)
+    write_files(node.root, {"logs/app.log": body})
+    history = snapshot(roots_of(sim3))
+    dest = tmp_path / "dest"
+    first = await collect(sim3.fleet_path, dest, nodes=["sim001"], compress=compress)
+    assert first.ok, first.to_json()
+    [copy] = [f for f in first.to_json()["nodes"]["sim001"]["files"] if f["state"] == "collected"]
+    for growth in (200_000, 1_500_000):
+        with open(log, "ab") as f:  # appended in place: same inode, as a logger does
+            f.write(text_log(growth, growth))
+        merge(history, snapshot(roots_of(sim3)))
+        report = await collect(sim3.fleet_path, dest, nodes=["sim001"], compress=compress)
+        assert report.ok, report.to_json()
+        [grown] = [f for f in report.to_json()["nodes"]["sim001"]["files"] if f["state"] == "collected"]
+        assert grown["stored"] == copy["stored"], "the grown copy is not stored under the log's name"
+        assert grown["size"] == log.stat().st_size
+        print(f"{compress}: {growth} bytes appended to a {grown['size'] - growth}-byte log: {grown['sent']} fetched")
+        assert grown["sent"] <= growth + (1 << 20), f"{grown['sent']} bytes fetched for {growth} new ones"
+        stored_files = sorted(p.name for p in (dest / "sim001" / "logs").iterdir())
+        assert stored_files == [os.path.basename(copy["stored"])], stored_files
+        assert decompress(dest / "sim001" / copy["stored"], compress) == log.read_bytes()
+        assert_nothing_lost(history, roots_of(sim3), dest)
+    # a log rewritten (not appended) is never spliced onto the old copy: it gets a copy of its own
+    write_files(node.root, {"logs/app.log": b"x" + log.read_bytes()[1:] + b"more\n"})
+    merge(history, snapshot(roots_of(sim3)))
+    report = await collect(sim3.fleet_path, dest, nodes=["sim001"], compress=compress)
+    assert report.ok, report.to_json()
+    assert len(list((dest / "sim001" / "logs").iterdir())) == 2
+    assert_nothing_lost(history, roots_of(sim3), dest)
+    # a stored copy damaged on disk (same size) is never continued: the grown log is fetched whole
+    newest = dest / "sim001" / report.to_json()["nodes"]["sim001"]["files"][0]["stored"]
+    damaged = bytearray(newest.read_bytes())
+    damaged[len(damaged) // 3: len(damaged) // 3 + 64] = bytes(64)
+    newest.write_bytes(bytes(damaged))
+    with open(log, "ab") as f:
+        f.write(b"after the damage\n")
+    report = await collect(sim3.fleet_path, dest, nodes=["sim001"], compress=compress)
+    assert report.ok, report.to_json()
+    [again] = [f for f in report.to_json()["nodes"]["sim001"]["files"] if f["state"] == "collected"]
+    assert again["sent"] == log.stat().st_size
+    assert decompress(dest / "sim001" / again["stored"], compress) == log.read_bytes()
+
+
 async def test_names_outside_the_root_are_rejected(make_sim_fleet, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -505,7 +585,9 @@ async def test_prune_deletes_only_verified_files_never_one_being_written(sim3, t
     assert report.ok
     assert not (node.root / "logs" / "app.log").exists()
     assert_nothing_lost(history, roots_of(sim3), dest)
-    assert len(collected(dest, "sim002")[b"logs/app.log"]) == 2
+    # the grown log's copy replaced the earlier one (its prefix): one copy, the newest version
+    [(_, newest)] = collected(dest, "sim002")[b"logs/app.log"]
+    assert newest.endswith(b"appended line %d\n" % (writes - 1))
 
 
 async def test_prune_of_files_collected_by_an_earlier_run_rechecks_the_copy(sim3, tmp_path):

@@ -171,7 +171,8 @@ class CaptureState(Action):
         try:
             async with sink.draining(), asyncio.timeout(self.timeout):
                 status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", self.timeout), feed,
-                                                idle=lambda: self.transport.command_timeout, input=script)
+                                                idle=lambda: self.transport.command_timeout, input=script,
+                                                what="the capture")
             lines = err.decode("utf-8", "replace").splitlines()
             missing = [self.paths[int(l.split()[1]) - 1] for l in lines
                        if l.startswith("pltui-missing ") and l.split()[1].isdigit() and 0 < int(l.split()[1]) <= len(self.paths)]

@@ -205,7 +205,7 @@ class ExecAction(Action):
         started = time.monotonic()
         try:
             result = await self.transport.run(node, command, timeout=self.timeout + LOCAL_GRACE,
-                                              max_output=self.max_output, bound_on_node=False)
+                                              max_output=self.max_output, bound_on_node=False, what="the command")
         except NodeError as exc:
             if exc.state == SSHState.TIMEOUT:
                 self.transport.drop(name)  # its channel may still be busy

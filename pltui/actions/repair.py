@@ -309,22 +309,22 @@ class RepairAction(Action):
         """Stream a source node's copy to `local`; return its mode. Raises RepairError."""
         node = self.fleet.nodes[source]
         remote = sftp_path(node.root, fix.relative)
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.transport.command_timeout) as deadline:
+            # a throughput floor for the whole file, and the command timeout without any progress
+            # (a frozen node is found by its silence, not after a large file's whole budget)
+            async with self.transport.step(node, "the download", self.transport.command_timeout,
+                                           idle=self.transport.command_timeout) as deadline:
                 async with self.transport.sftp(node) as sftp:
                     attrs = await sftp.stat(remote)
                     regular = (stat.S_ISREG(attrs.permissions) if attrs.permissions is not None
                                else attrs.type == asyncssh.FILEXFER_TYPE_REGULAR)
                     if not regular:
                         raise RepairError(f"{source}: not a regular file")
-                    deadline.reschedule(loop.time() + self._transfer_timeout(attrs.size or 0))
+                    deadline.reschedule(self._transfer_timeout(attrs.size or 0))
                     self.progress(source, "sending", fix.path, bytes_total=attrs.size)
-                    await sftp.get(remote, str(local))
-        except (asyncio.TimeoutError, TimeoutError):
-            self.transport.drop(source)
-            raise RepairError(f"{source}: download timed out") from None
+                    await sftp.get(remote, str(local), progress_handler=lambda *_: deadline.touch())
         except NodeError as exc:
+            self.transport.drop(source)
             raise RepairError(f"{source}: {exc.message}") from None
         except asyncssh.SFTPError as exc:
             raise RepairError(f"{source}: SFTP: {clean_line(exc.reason, 200)}") from None
@@ -369,7 +369,7 @@ class RepairAction(Action):
     # -- installing it on a drifted node ------------------------------------------------------------
 
     async def _run(self, node: Node, command: str, what: str) -> str:
-        result = await self.transport.run(node, command)
+        result = await self.transport.run(node, command, what=what)
         if result.exit_status != 0:
             detail = clean_line(result.stderr, 200) or clean_line(result.stdout, 200) or f"exit {result.exit_status}"
             raise RepairError(f"{what}: {detail}")
@@ -386,14 +386,15 @@ class RepairAction(Action):
         self.progress(node.name, "uploading", fix.path, bytes_total=local.stat().st_size)
         remote_tmp = sftp_path(node.root, tmp_relative)
         try:
-            async with asyncio.timeout(self._transfer_timeout(local.stat().st_size)):
+            async with self.transport.step(node, "the upload", self._transfer_timeout(local.stat().st_size),
+                                           idle=self.transport.command_timeout) as deadline:
                 async with self.transport.sftp(node) as sftp:
-                    await sftp.put(str(local), remote_tmp)
-        except (asyncio.TimeoutError, TimeoutError, asyncssh.Error, OSError, NodeError) as exc:
-            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+                    await sftp.put(str(local), remote_tmp, progress_handler=lambda *_: deadline.touch())
+        except (asyncssh.Error, OSError, NodeError) as exc:
+            if isinstance(exc, NodeError):
+                if exc.state in _CONNECTION_STATES:
+                    raise  # the node is gone (or stopped answering): nothing to clean up on it now
                 self.transport.drop(node.name)
-                message = "upload timed out"
-            elif isinstance(exc, NodeError):
                 message = exc.message
             elif isinstance(exc, asyncssh.SFTPError):
                 message = f"SFTP: {clean_line(exc.reason, 200)}"

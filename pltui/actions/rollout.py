@@ -521,7 +521,8 @@ class Rollout(Action):
 
     async def release(self, node: Node, cmd: str) -> str:
         """Run `release.sh CMD` on a node; its stdout. StepFailed on a node-side error."""
-        result = await self.transport.run(node, "/bin/sh -s", input=self._script(node, cmd), timeout=self._timeout(cmd))
+        result = await self.transport.run(node, "/bin/sh -s", input=self._script(node, cmd), timeout=self._timeout(cmd),
+                                          what=cmd)
         if result.exit_status != 0:
             text = clean_line(result.stderr or result.stdout, 300)
             raise StepFailed(text or f"release.sh {cmd}: exit status {result.exit_status}")
@@ -546,6 +547,7 @@ class Rollout(Action):
         last = [0.0]
 
         def handler(_src, _dst, done, _total):
+            step.touch()
             now = time.monotonic()
             if done >= total or now - last[0] >= 0.25:
                 last[0] = now
@@ -554,7 +556,7 @@ class Rollout(Action):
         timeout = self.transport.command_timeout + total / MIN_UPLOAD_RATE
         self.progress(name, "uploading", f"0/{total} bytes", bytes_done=0, bytes_total=total)
         try:
-            async with asyncio.timeout(timeout):
+            async with self.transport.step(node, "the upload", timeout, idle=self.transport.command_timeout) as step:
                 async with self.transport.sftp(node) as sftp:
                     await sftp.makedirs(staging, exist_ok=True)
                     await sftp.put(str(self.bundle.tarball), part, progress_handler=handler)
@@ -566,9 +568,9 @@ class Rollout(Action):
                         except asyncssh.SFTPNoSuchFile:
                             pass
                         await sftp.rename(part, final)
-        except (asyncio.TimeoutError, TimeoutError):
+        except NodeError:
             self.transport.drop(name)
-            raise NodeError(SSHState.TIMEOUT, f"upload did not finish within {timeout:.0f}s") from None
+            raise
         except (SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
             self.transport.drop(name)
             raise NodeError(SSHState.ERROR, f"connection lost during the upload: {exc.reason}") from None

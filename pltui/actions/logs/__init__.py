@@ -50,6 +50,13 @@ Per node, in order:
    the manifest lists with its stored file present (same size; with ``--prune`` also the same
    stored sha256, else it is collected again under a new name). A crash between link and
    record is repaired on the next run (the idx names the final file; same inode => adopted).
+   **A log that grew** (same inode, longer than a stored copy of the same codec) is continued
+   from that copy's last resume point on a BLOCK boundary (every copy has one at most 1 MiB
+   before its end: the last segment is split there): the partial starts as the stored copy's
+   bytes up to that point, only the rest is fetched, and the whole file is verified as always.
+   When the earlier version is this one's prefix (hashed on the way), the grown copy replaces
+   it under the same name (record first, then rename): one copy per log, not one per run. A
+   file rewritten in place fails that check and is fetched whole, as a copy of its own.
    Durability: with ``--prune`` every copy, its directories and its record are fsynced before
    anything is deleted (copies made by earlier runs are re-hashed and fsynced first); without
    it nothing is fsynced as it goes (a killed process loses no page cache, the node keeps the
@@ -60,8 +67,11 @@ Per node, in order:
    copy; the node checks each file again before ``rm``. Nothing is pruned in a run stopped by a
    full disk.
 
-Failures: a dropped connection or an idle stream (no byte for the command timeout) retries
-the file twice (after 1 s, 3 s) from its last finished segment, then fails the node; a full
+Failures: a dropped connection or an idle stream (no byte for the command timeout from a node
+that still answers) retries the file twice (after 1 s, 3 s) from its last finished segment,
+then fails the node; a node that stopped answering (frozen: no reply to a keepalive either,
+`pltui.ssh.Transport.stalled`) fails at once, its other files "not attempted", so it costs
+the command timeout plus ANSWER_GRACE, not a connect timeout per retry; a full
 local disk (ENOSPC/EDQUOT) stops the whole collection with one line naming the DEST path (every
 node writes to the same disk), keeping the partials (trimmed to their last finished segment)
 for the next run; other local errors fail that file only. A killed collection loses nothing:

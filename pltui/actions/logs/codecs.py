@@ -45,10 +45,21 @@ class PlainVerifier:
     def __init__(self):
         self.hash = hashlib.sha256()
         self.raw = 0
+        self.prefix_left = 0
+        self.prefix_hash = None
+
+    def watch_prefix(self, length: int) -> None:
+        """Also hash the first `length` raw bytes (is an older version a prefix of this one?)."""
+        self.prefix_left = length
+        self.prefix_hash = hashlib.sha256()
 
     def feed(self, data: bytes) -> None:
         self.hash.update(data)
         self.raw += len(data)
+        if self.prefix_left:
+            head = data[:self.prefix_left]
+            self.prefix_hash.update(head)
+            self.prefix_left -= len(head)
 
     def finish(self) -> tuple[int, str]:
         return self.raw, self.hash.hexdigest()

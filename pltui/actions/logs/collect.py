@@ -19,11 +19,11 @@ from pltui.actions.logs.codecs import COMPRESSIONS, VerifyError, make_verifier, 
 from pltui.actions.logs.listing import ListError, Listing, RemoteFile, list_node
 from pltui.actions.logs.localstore import LOCK_FILE, DiskFull, FileSink, LocalError, Manifest, ensure_dirs, local_error
 from pltui.actions.logs.names import PARTIAL_DIR, display, pct
-from pltui.actions.logs.partials import (clean_partials, drop_partial, finalize, open_partial, partial_paths, replay,
-                                         trim_partial)
+from pltui.actions.logs.partials import (clean_partials, drop_partial, finalize, open_partial, partial_paths, replace_copy,
+                                         replay, seed_partial, trim_partial)
 from pltui.actions.logs.prune import prune_node
 from pltui.actions.logs.results import FileResult, NodeRun, tally
-from pltui.actions.logs.segments import BLOCK, SEGMENT, SEND_RATE, ResumeMarks, segment_plan, send_script
+from pltui.actions.logs.segments import BLOCK, SEGMENT, SEND_RATE, ResumeMarks, read_marks, segment_plan, send_script
 from pltui.actions.logs.stream import stream_exec
 from pltui.fleet import NAME_RE, Node
 from pltui.model import SSHState
@@ -31,7 +31,12 @@ from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, bounded
 
 RETRY_DELAYS = (1.0, 3.0)
+NO_RETRY = (SSHState.HOSTKEY, SSHState.AUTH, SSHState.UNREACHABLE)
 PROGRESS_EVERY = 0.25         # seconds between progress events per node
+
+
+class SpliceFailed(VerifyError):
+    """A grown log continued from its earlier copy did not verify: it was not only appended to."""
 
 
 class CollectLogs(Action):
@@ -304,18 +309,27 @@ class CollectLogs(Action):
 
     async def _collect_file(self, run: NodeRun, rf: RemoteFile, codec: str) -> FileResult:
         attempt = 0
+        continued = True
         while True:
             try:
-                return await self._transfer(run, rf, codec)
+                return await self._transfer(run, rf, codec, continued)
+            except SpliceFailed:
+                if not continued:  # pragma: no cover - only a continued transfer raises it
+                    raise
+                continued = False  # rewritten, not appended: fetch it whole, as a copy of its own
             except NodeError as exc:
-                if attempt >= self.retries or self.control.aborted or exc.state in (SSHState.HOSTKEY, SSHState.AUTH):
+                # a node that stopped answering (or never did) would cost a connect timeout per
+                # retry: reported at once, like the listing does
+                if attempt >= self.retries or self.control.aborted or exc.state in NO_RETRY:
                     raise
                 self.transport.drop(run.node.name)
                 self.progress(run.node.name, "retrying", f"{rf.shown}: {exc.message}; resuming in {RETRY_DELAYS[attempt]:g}s")
                 await asyncio.sleep(RETRY_DELAYS[attempt])
                 attempt += 1
 
-    async def _transfer(self, run: NodeRun, rf: RemoteFile, codec: str) -> FileResult:
+    async def _transfer(self, run: NodeRun, rf: RemoteFile, codec: str, continued: bool = True) -> FileResult:
+        """Fetch what the partial (resumed, or continued from a grown log's earlier copy) lacks,
+        verify the whole file, store it."""
         node = run.node
         part, idx = partial_paths(run.dir, rf.path)
         identity = {"path": pct(rf.path), "size": rf.size, "mtime": rf.mtime, "ctime": rf.ctime, "ino": rf.ino,
@@ -324,6 +338,16 @@ class CollectLogs(Action):
             raw_done, comp_done, final = await asyncio.to_thread(open_partial, part, idx, identity)
         except OSError as exc:
             raise local_error(exc, part) from None
+        base = run.manifest.base_for(rf, codec, BLOCK) if continued else None
+        if base is not None and raw_done == comp_done == 0 and final is None:
+            try:
+                await asyncio.to_thread(seed_partial, run.dir, base[0], base[2], part, idx, identity)
+            except OSError as exc:
+                raise local_error(exc, part) from None
+            raw_done, comp_done = base[1], base[2]
+        else:
+            base = None
+        fetched_from = raw_done
         if final is not None:
             try:
                 if os.path.samefile(part, run.dir / final):
@@ -334,6 +358,8 @@ class CollectLogs(Action):
             except OSError:
                 pass
         verifier = make_verifier(codec, self.zstd)
+        if base is not None:
+            verifier.watch_prefix(base[0]["size"])
         stored_hash = hashlib.sha256()
         fd = os.open(part, os.O_RDWR)
         try:
@@ -351,7 +377,8 @@ class CollectLogs(Action):
                 async with sink.draining():
                     status, err = await stream_exec(self.transport, node, bounded("/bin/sh -s", limit),
                                                     self._progress_sink(run, sink, verifier),
-                                                    idle=lambda: self.transport.command_timeout, input=script)
+                                                    idle=lambda: self.transport.command_timeout, input=script,
+                                                    what=f"the transfer of {rf.shown}")
                 await asyncio.to_thread(marks.after, b"")  # an empty last segment (a 0-byte file) ends here
                 if status == 4:
                     raise LocalError("the file vanished from the node before it was copied")
@@ -371,20 +398,34 @@ class CollectLogs(Action):
         except DiskFull:
             await asyncio.to_thread(trim_partial, fd, idx)
             raise
-        except VerifyError:
+        except VerifyError as exc:
             await asyncio.to_thread(drop_partial, part, idx)
+            if base is not None and not isinstance(exc, SpliceFailed):
+                # the earlier copy did not even decode (damaged on disk): fetch the file whole
+                raise SpliceFailed(str(exc)) from None
             raise
         finally:
             os.close(fd)
             verifier.close()
         if count != rf.size or digest != rf.sha256:
             await asyncio.to_thread(drop_partial, part, idx)
+            if base is not None:
+                raise SpliceFailed("the earlier copy is not a prefix of the file")
             raise VerifyError(f"verification failed: got {count} bytes with sha256 {digest[:12]}..., the node listed "
                               f"{rf.size} bytes with {rf.sha256[:12]}... (changed during the transfer?)")
         identity["stored_sha256"] = stored_hash.hexdigest()
+        identity["marks"] = await asyncio.to_thread(read_marks, idx)
+        sent = rf.size - fetched_from
+        if base is not None:  # the stored bytes up to the seed are the earlier copy's, marks included
+            identity["marks"] = [m for m in base[0]["marks"] if m[0] < base[1]] + identity["marks"]
+        if base is not None and verifier.prefix_hash.hexdigest() == base[0]["sha256"]:
+            # the earlier version is this one's prefix: the grown copy replaces it, under its name
+            rec = await asyncio.to_thread(replace_copy, run.manifest, base[0]["_stored"], part, idx, identity,
+                                          durable=self.durable)
+            return FileResult(rf.path, "collected", "", rf.size, base[0]["_stored"], rec["stored_size"], sent=sent)
         final, rec = await asyncio.to_thread(finalize, run.manifest, rf.path, codec, part, idx, identity,
                                              durable=self.durable)
-        return FileResult(rf.path, "collected", "", rf.size, final, rec["stored_size"])
+        return FileResult(rf.path, "collected", "", rf.size, final, rec["stored_size"], sent=sent)
 
     def _progress_sink(self, run: NodeRun, sink: FileSink, verifier) -> Callable[[bytes], Awaitable[None]]:
         async def feed(chunk: bytes) -> None:

@@ -209,7 +209,7 @@ async def list_node(transport: Transport, node: Node, mode: str, logs: tuple[str
 
     script = node_script(node, mode, logs=logs, words=list(paths))
     status, err = await stream_exec(transport, node, bounded("/bin/sh -s", NODE_BOUND), sink,
-                                    idle=idle, input=script)
+                                    idle=idle, input=script, what=f"the log listing ({mode})")
     try:
         return parser.finish()
     except ListError as exc:

@@ -160,8 +160,10 @@ class Manifest:
     """DEST/<node>/.pltui-manifest.jsonl: one JSON record per line, appended and fsynced.
 
     {"kind": "collected", "path": PCT, "sha256", "size", "mtime", "codec", "stored": PCT (relative
-    to DEST/<node>), "stored_size", "stored_sha256", "time"} and {"kind": "pruned", "path",
-    "sha256", "size", "mtime", "time"}. A torn last line (crash while appending) is ignored.
+    to DEST/<node>), "stored_size", "stored_sha256", "marks": [[RAW, STORED], ...] (the copy's
+    resume points), "time"} and {"kind": "pruned", "path", "sha256", "size", "mtime", "time"}.
+    A torn last line (crash while appending) is ignored. A log that grew replaces its stored copy
+    (same name, a new record): the older record's copy then no longer matches it and is ignored.
     """
 
     def __init__(self, node_dir: Path):
@@ -207,6 +209,23 @@ class Manifest:
                 return rec
         return None
 
+    def base_for(self, rf: RemoteFile, codec: str, block: int) -> tuple[dict, int, int] | None:
+        """(record, raw, stored): the stored copy of an earlier, shorter version of this very file
+        (same inode, same codec, copy present) and its last resume point on a `block` boundary,
+        from which a log that was appended to can be continued. The transfer checks the whole
+        result against the node's sha256, so a file rewritten in place is never spliced."""
+        for rec in reversed(self.by_path.get(rf.path, [])):
+            if rec.get("codec") != codec or rec.get("ino") != rf.ino or not 0 < rec.get("size", 0) < rf.size:
+                continue
+            if self.lookup(rf.path, rec["sha256"]) is not rec:
+                continue
+            marks = [(raw, stored) for raw, stored in rec.get("marks") or ()
+                     if 0 < raw <= rec["size"] and raw % block == 0 and 0 < stored <= rec["stored_size"]]
+            if marks:
+                raw, stored = max(marks)
+                return rec, raw, stored
+        return None
+
     def copy_intact(self, rec: dict) -> bool:
         """The stored copy still has the sha256 recorded when it was verified; made durable
         (file and directory fsynced) since it is about to be the only copy."""
@@ -232,6 +251,8 @@ class Manifest:
             "stored_size": os.path.getsize(part), "stored_sha256": identity.get("stored_sha256") or file_sha256(part),
             "time": round(time.time(), 3),
         }
+        if identity.get("marks"):
+            rec["marks"] = identity["marks"]  # resume points: where a grown log is continued from
         self.append(rec, durable=durable)
         return rec
 

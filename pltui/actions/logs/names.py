@@ -12,11 +12,14 @@ from pltui.sanitize import clean_line
 
 MAX_COMPONENT = 200           # bytes per path component (room for .~N~.zst and the filesystem's 255)
 PARTIAL_DIR = ".pltui-partial"  # DEST/<node>/ keeps copies in progress here: no node file may land in it
-_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-")
+# RFC 3986's unreserved characters and the path separator: a stored name such as
+# `app.log.~1~.zst` reads in the manifest as it does on disk (records that an older version wrote
+# with `%7E` still decode to the same name).
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-~")
 
 
 def pct(name: bytes) -> str:
-    """Percent-encode bytes outside [A-Za-z0-9._/-] (the probe's format): JSON-safe, reversible."""
+    """Percent-encode bytes outside [A-Za-z0-9._/~-]: JSON-safe, reversible."""
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name)
 
 

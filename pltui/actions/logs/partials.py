@@ -138,6 +138,39 @@ def finalize(manifest: Manifest, path: bytes, codec: str, part: Path, idx: Path,
     raise LocalError(f"no free name for {display(path)} in {node_dir}")
 
 
+def seed_partial(node_dir: Path, rec: dict, stored: int, part: Path, idx: Path, identity: dict) -> None:
+    """Start a grown log's partial with the first `stored` bytes of its earlier copy (up to one of
+    that copy's resume points, noted as the partial's first one): only the rest is fetched."""
+    raw = next(r for r, s in rec["marks"] if s == stored)
+    with open(node_dir / rec["_stored"], "rb") as src, open(part, "wb") as dst:
+        left = stored
+        while left:
+            block = src.read(min(left, 4 << 20))
+            if not block:
+                raise LocalError(f"stored copy {display(rec['_stored'])} is shorter than its record")
+            dst.write(block)
+            left -= len(block)
+    with open(idx, "wb") as f:
+        f.write((json.dumps(identity, sort_keys=True) + "\n").encode())
+        f.write(f"{raw} {stored}\n".encode())
+
+
+def replace_copy(manifest: Manifest, name: str, part: Path, idx: Path, identity: dict, *, durable: bool) -> dict:
+    """A grown log's verified copy takes the place of its earlier copy `name` (whose content is
+    its verified prefix): recorded first, then renamed over it (a crash in between leaves the
+    older record matching the older copy, so nothing is lost)."""
+    target = manifest.node_dir / name
+    try:
+        rec = manifest.record_copy(identity, name, part, durable=durable)
+        os.rename(part, target)
+        if durable:
+            fsync_dir(target.parent)
+    except OSError as exc:
+        raise local_error(exc, target) from None
+    drop_partial(part, idx)
+    return rec
+
+
 def clean_partials(manifest: Manifest, listed: Iterable[bytes], *, durable: bool) -> None:
     """Drop partials of files no longer listed as they were; adopt a linked-but-unrecorded one."""
     node_dir = manifest.node_dir

@@ -68,7 +68,8 @@ async def prune_node(transport: Transport, run: NodeRun, listing: Listing, progr
 
     timeout = transport.command_timeout + total / HASH_RATE
     status, err = await stream_exec(transport, run.node, bounded("/bin/sh -s", NODE_BOUND), sink,
-                                    idle=lambda: timeout, input=node_script(run.node, "prune", words=words))
+                                    idle=lambda: timeout, input=node_script(run.node, "prune", words=words),
+                                    what="pruning")
     answers: dict[int, str] = {}
     ended = False
     for line in bytes(out).split(b"\n"):

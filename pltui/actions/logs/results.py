@@ -23,6 +23,7 @@ class FileResult:
     stored_size: int = 0
     prune: str | None = None   # with --prune: pruned, kept, gone
     prune_message: str = ""
+    sent: int | None = None    # raw bytes fetched this run (less than size: resumed, or a grown log continued)
 
     def to_json(self) -> dict:
         doc: dict[str, Any] = {"path": pct(self.path), "shown": display(self.path), "state": self.state}
@@ -32,6 +33,8 @@ class FileResult:
         if self.stored:
             doc["stored"] = pct(os.fsencode(self.stored))
             doc["stored_size"] = self.stored_size
+        if self.sent is not None:
+            doc["sent"] = self.sent
         if self.prune:
             doc["prune"] = self.prune
             if self.prune_message:

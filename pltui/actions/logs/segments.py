@@ -19,16 +19,35 @@ SEND_RATE = 32 << 10          # slowest transfer the node-side bound allows (byt
 
 
 def segment_plan(size: int, start: int, segment: int) -> list[tuple[int, int]]:
-    """(raw offset, length) of each segment still to send; a 0-byte file is one empty segment."""
+    """(raw offset, length) of each segment still to send; a 0-byte file is one empty segment.
+
+    The last segment is split at the file's last BLOCK boundary, so that a stored copy always
+    has a resume point (a frame end) at most one BLOCK before its end: a log that grows is later
+    continued from there (`Manifest.base_for`), instead of being fetched again from the start
+    (`dd` can only start reading at a BLOCK boundary)."""
     if size == 0:
         return [(0, 0)] if start == 0 else []
     out = []
     offset = start
     while offset < size:
         length = min(segment, size - offset)
+        aligned = (size // BLOCK) * BLOCK
+        if offset + length == size and offset < aligned < size:
+            out.append((offset, aligned - offset))
+            offset, length = aligned, size - aligned
         out.append((offset, length))
         offset += length
     return out
+
+
+def read_marks(idx: Path) -> list[list[int]]:
+    """The resume points ("RAW STORED" lines) noted in a partial's idx."""
+    marks = []
+    for line in idx.read_bytes().splitlines()[1:]:
+        if line and not line.startswith(b"{"):
+            raw, stored = line.split()
+            marks.append([int(raw), int(stored)])
+    return marks
 
 
 def send_script(root: str, path: bytes, segments: list[tuple[int, int]], codec: str, nice: int) -> bytes:
