@@ -32,8 +32,12 @@ from .helpers import assert_terminal_safe, pltui
 
 async def test_second_operator_is_refused_on_locked_nodes_with_the_holder_named(make_sim_fleet, tmp_path):
     sim = await make_sim_fleet(5, fleet={"service": {"logs": ["logs/*"], "process": [
-        {"name": "web", "start": "sleep 1000"}]}, "ssh_overrides": {"connect_timeout": "2s", "command_timeout": "20s"}})
+        {"name": "web", "start": "sleep 1000"}]}, "ssh_overrides": {"connect_timeout": "2s", "command_timeout": "120s"}})
     state = tmp_path / "state"
+    # The first action holds its nodes until the test lets it go (a fixed `sleep` window ran out
+    # before the conflicting commands did on a loaded machine).
+    release = tmp_path / "release"
+    hold = f"i=0; while [ ! -e {release} ] && [ $i -lt 1000 ]; do sleep 0.1; i=$((i+1)); done"
     fleet = fleet_mod.load(sim.fleet_path)
     db = fleet_dir(state, fleet.name, fleet.path) / "pltui.db"
     bundle = tmp_path / "bundle"
@@ -41,7 +45,7 @@ async def test_second_operator_is_refused_on_locked_nodes_with_the_holder_named(
     (bundle / "VERSION").write_text("9.9\n")
     first = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pltui", "exec", str(sim.fleet_path), "--state", str(state), "-w", "sim[001-003]",
-        "--", "sleep 6", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        "--", hold, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -84,6 +88,7 @@ async def test_second_operator_is_refused_on_locked_nodes_with_the_holder_named(
         assert code == 0, err
         code, _, err = await pltui("sweep", str(sim.fleet_path), "--state", str(state))
         assert code == 1 and not err, err  # no process runs: degraded, but swept
+        release.touch()
         out, _ = await asyncio.wait_for(first.communicate(), 30)
         assert first.returncode == 0, out
     finally:
