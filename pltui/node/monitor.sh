@@ -53,7 +53,8 @@
 #   P<i>_<FIELD> (spec) and S<i>_<FIELD> (state) variables, with i a number from our own loop.
 #
 # Tunables (spec file, else environment, else default): INTERVAL=5, BACKOFF_CAP=300,
-# STABLE_TIME=3, OUT_MAX=1048576, EVENTS_MAX=262144. Test knob: PLTUI_NO_SETSID=1.
+# STABLE_TIME=3, OUT_MAX=1048576, EVENTS_MAX=262144, RELOAD_SETTLE=1 (seconds a reloaded process
+# must stay alive). Test knob: PLTUI_NO_SETSID=1.
 
 SQ="'"
 NL='
@@ -83,13 +84,14 @@ else
 fi
 cd "$ROOT" 2>/dev/null || die 2 "cannot enter the service root $ROOT"
 ROOT=$PWD
+ROOT_P=$(pwd -P)
 PL=$ROOT/.pltui
 LOCK=$PL/monitor.lock
 STATE=$PL/state
 EVENTS=$PL/events.log
 
 : "${INTERVAL:=5}" "${BACKOFF_CAP:=300}" "${STABLE_TIME:=3}"
-: "${OUT_MAX:=1048576}" "${EVENTS_MAX:=262144}" "${NPROCS:=0}"
+: "${OUT_MAX:=1048576}" "${EVENTS_MAX:=262144}" "${NPROCS:=0}" "${RELOAD_SETTLE:=1}"
 
 SETSID=
 if [ -z "${PLTUI_NO_SETSID:-}" ] && command -v setsid >/dev/null 2>&1; then
@@ -180,7 +182,7 @@ BOOTID=-
 HAVE_PROC=
 [ -r /proc/self/stat ] && HAVE_PROC=1
 
-# proc_stat PID -> PS_STATE, PS_START (fields 3 and 22 of /proc/PID/stat)
+# proc_stat PID -> PS_STATE, PS_PGRP, PS_START (fields 3, 5 and 22 of /proc/PID/stat)
 proc_stat() {
     PS_LINE=
     { read -r PS_LINE <"/proc/$1/stat"; } 2>/dev/null
@@ -189,6 +191,7 @@ proc_stat() {
     # shellcheck disable=SC2086 # split the numeric fields on purpose
     set -- $PS_LINE
     PS_STATE=$1
+    PS_PGRP=$3
     PS_START=${20:-}
 }
 
@@ -229,10 +232,33 @@ group_alive() {
     return 1
 }
 
-# read_pidfile I -> RP_PID (from process I's pidfile) and RP_IDENT (its identity, if we know it)
+# ident_read NAME -> ID_PID ID_BOOT ID_START ID_PGID ID_MODE, from run/NAME.ident, written at each
+# start: "PID BOOT_ID STARTTIME PGID MODE" (STARTTIME `-` without /proc; PGID `-` when the process
+# got no group of its own; MODE exec or group, see spawn). An older monitor wrote only the first
+# three fields; it always started group leaders (setsid), so PGID defaults to PID and MODE to pid.
+ident_read() {
+    ID_PID=
+    ID_BOOT=
+    ID_START=
+    ID_PGID=
+    ID_MODE=
+    { read -r ID_PID ID_BOOT ID_START ID_PGID ID_MODE <"$PL/run/$1.ident"; } 2>/dev/null
+    is_int "$ID_PID" || {
+        ID_PID=
+        return 1
+    }
+    [ -n "$ID_PGID" ] || ID_PGID=$ID_PID
+    [ -n "$ID_MODE" ] || ID_MODE=pid
+    return 0
+}
+
+# read_pidfile I -> RP_PID (from process I's pidfile), RP_IDENT (its identity, if we know it),
+# RP_PGID (its own process group, or empty) and RP_MODE (exec, group, or pid: unknown)
 read_pidfile() {
     RP_PID=
     RP_IDENT=
+    RP_PGID=
+    RP_MODE=pid
     pget "$1" PIDFILE
     { read -r RP_PID <"$REPLY"; } 2>/dev/null
     is_int "$RP_PID" || {
@@ -240,16 +266,99 @@ read_pidfile() {
         return 1
     }
     pget "$1" NAME
-    rp_a=
-    rp_b=
-    rp_c=
-    { read -r rp_a rp_b rp_c <"$PL/run/$REPLY.ident"; } 2>/dev/null
-    [ "$rp_a" = "$RP_PID" ] && [ -n "$rp_c" ] && RP_IDENT="$rp_b $rp_c"
+    ident_read "$REPLY" && [ "$ID_PID" = "$RP_PID" ] || return 0
+    is_int "$ID_START" && RP_IDENT="$ID_BOOT $ID_START"
+    [ "$ID_PGID" = "$RP_PID" ] && RP_PGID=$RP_PID
+    RP_MODE=$ID_MODE
     return 0
 }
 
-# running I -> 0 when process I's pidfile names a live process (RP_PID)
-running() { read_pidfile "$1" && alive "$RP_PID" "$RP_IDENT"; }
+# in_root PID: the process works in the service root or below it (its cwd, from /proc)
+in_root() {
+    ir_d=$(cd "/proc/$1/cwd" 2>/dev/null && pwd -P) || return 1
+    case "$ir_d/" in "$ROOT_P"/*) return 0 ;; esac
+    return 1
+}
+
+# running I -> 0 when process I's pidfile names a live process (RP_PID) that is process I. With
+# /proc, a pid that no run/NAME.ident of ours records (a pidfile written by something else: the
+# service, release.sh without a monitor, an operator) is taken for the service only when the
+# process works in the service root; its identity is then recorded, so that from now on only
+# that very process is signalled. Without /proc, any live pid in the pidfile counts.
+running() {
+    read_pidfile "$1" || return 1
+    if [ -n "$RP_IDENT" ] || [ -z "$HAVE_PROC" ]; then
+        alive "$RP_PID" "$RP_IDENT"
+        return
+    fi
+    alive "$RP_PID" && in_root "$RP_PID" && proc_stat "$RP_PID" || return 1
+    RP_IDENT="$BOOTID $PS_START"
+    [ "$PS_PGRP" = "$RP_PID" ] && RP_PGID=$RP_PID
+    pget "$1" NAME
+    printf '%s %s %s %s pid\n' "$RP_PID" "$RP_IDENT" "${RP_PGID:--}" >"$PL/run/$REPLY.ident" 2>/dev/null
+    return 0
+}
+
+# group_scan PGID MINSTART -> GS_N: live members of process group PGID; GS_FOREIGN=1 when one of
+# them started before MINSTART (clock ticks since boot), i.e. the group is not the one we made
+group_scan() {
+    GS_N=0
+    GS_FOREIGN=
+    gs_g=$1
+    gs_min=$2
+    for gs_f in /proc/[0-9]*/stat; do
+        gs_l=
+        { read -r gs_l <"$gs_f"; } 2>/dev/null
+        [ -n "$gs_l" ] || continue
+        gs_l=${gs_l##*) }
+        # shellcheck disable=SC2086
+        set -- $gs_l
+        [ "$3" = "$gs_g" ] || continue
+        case "$1" in Z | X) continue ;; esac
+        GS_N=$((GS_N + 1))
+        [ "${20:-0}" -lt "$gs_min" ] 2>/dev/null && GS_FOREIGN=1
+    done
+}
+
+# end_leftovers I: end what is left of process I's last process group (run/NAME.ident) once its
+# leader is gone: a previous monitor's process whose wrapper was killed, the children of a dead
+# leader. SIGTERM to the group, SIGKILL after STOP_TIMEOUT. A group is ours only on this boot, while
+# the leader's pid is not in use by another process (the kernel never hands out a pid that is still
+# some group's id, so a reused leader pid means our group is empty) and while none of its members
+# is older than the leader. Without /proc none of that can be checked: nothing is signalled.
+# Sets EL_N (processes ended); status 1 when some survived SIGKILL.
+end_leftovers() {
+    EL_N=0
+    pget "$1" NAME
+    el_n=$REPLY
+    [ -n "$HAVE_PROC" ] && ident_read "$el_n" || return 0
+    [ "$ID_BOOT" = "$BOOTID" ] && is_int "$ID_START" && is_int "$ID_PGID" || return 0
+    if proc_stat "$ID_PGID"; then
+        case "$PS_STATE" in Z | X) ;; *) return 0 ;; esac # the leader lives (ours or a reuse)
+    fi
+    group_scan "$ID_PGID" "$ID_START"
+    [ "$GS_N" -gt 0 ] && [ -z "$GS_FOREIGN" ] || return 0
+    EL_N=$GS_N
+    pget "$1" STOP_TIMEOUT
+    tenths "$REPLY"
+    el_left=$REPLY
+    event "leftovers $el_n pgid=$ID_PGID processes=$GS_N signal=TERM"
+    kill -s TERM -- "-$ID_PGID" 2>/dev/null
+    el_sig=TERM
+    while :; do
+        nap
+        el_left=$((el_left - NAP))
+        group_scan "$ID_PGID" "$ID_START"
+        [ "$GS_N" -gt 0 ] || return 0
+        if [ "$el_left" -le 0 ]; then
+            [ "$el_sig" = KILL ] && return 1
+            event "leftovers $el_n pgid=$ID_PGID processes=$GS_N signal=KILL"
+            kill -s KILL -- "-$ID_PGID" 2>/dev/null
+            el_sig=KILL
+            el_left=30
+        fi
+    done
+}
 
 # ------------------------------------------------------------------------------------------------
 # Locks: a directory made with mkdir, holding `pid` and `ident` of its holder
@@ -331,6 +440,7 @@ load_spec() {
     . "$PL/spec"
     is_int "$NPROCS" || die 2 "spec: NPROCS must be a whole number"
     is_num "$INTERVAL" || die 2 "spec: INTERVAL must be a number of seconds"
+    is_num "$RELOAD_SETTLE" || die 2 "spec: RELOAD_SETTLE must be a number of seconds"
     for ls_v in "$BACKOFF_CAP" "$STABLE_TIME" "$OUT_MAX" "$EVENTS_MAX"; do
         is_int "$ls_v" || die 2 "spec: BACKOFF_CAP, STABLE_TIME, OUT_MAX, EVENTS_MAX must be whole numbers"
     done
@@ -373,11 +483,61 @@ targets() {
 # ------------------------------------------------------------------------------------------------
 # Starting one process
 
+# start_text CMD -> REPLY (the text `sh -c` runs) and START_MODE, which decides what the recorded
+# pid is and where reload signals go:
+#   exec   a simple command (no ; & | ( ) ` or newline, first word an ordinary command, after
+#          assignments without quotes): run as `exec CMD`, so the pid IS the service's process
+#          (dash and mksh would otherwise keep a `sh -c` wrapper between us and it). Also a command
+#          that starts with `exec` itself. SIGHUP goes to that pid only.
+#   group  anything else (`a; b`, `cd x && y`, `trap ...; y`, `A='q q' y`...): the `sh -c` wrapper
+#          stays; it leads the process group and runs `trap : HUP` first, so that a reload's SIGHUP
+#          to the whole group reaches the service and leaves the wrapper alive. (A wrapper that execs
+#          in the end, `cd x && exec y`, makes y the recorded pid and group leader.)
+start_text() {
+    st_c=$1
+    START_MODE=group
+    REPLY="trap : HUP$NL$st_c"
+    st_s=$st_c
+    while :; do # `>&` and `<&` are redirections; any other & is an operator
+        case "$st_s" in
+            *'>&'*) st_s=${st_s%%'>&'*}${st_s#*'>&'} ;;
+            *'<&'*) st_s=${st_s%%'<&'*}${st_s#*'<&'} ;;
+            *) break ;;
+        esac
+    done
+    case "$st_s" in *"$NL"* | *\;* | *\&* | *\|* | *\(* | *\)* | *\`*) return 0 ;; esac
+    st_t=${st_c#"${st_c%%[! 	]*}"}
+    st_pre=
+    while :; do # leading assignments stay in front of exec: A=1 exec cmd
+        st_w=${st_t%%[ 	]*}
+        case "$st_w" in [A-Za-z_]*=*) ;; *) break ;; esac
+        case "${st_w%%=*}" in *[!A-Za-z0-9_]*) break ;; esac # a command name such as a.b=c
+        case "$st_w" in *[\'\"\\\$\`]*) return 0 ;; esac # quoted value: the shell must parse it
+        st_pre="$st_pre$st_w "
+        st_t=${st_t#"$st_w"}
+        st_t=${st_t#"${st_t%%[! 	]*}"}
+    done
+    st_w=${st_t%%[ 	]*}
+    case "$st_w" in
+        exec)
+            START_MODE=exec
+            REPLY=$st_c
+            return 0
+            ;;
+        '' | if | then | else | elif | fi | do | done | case | esac | while | until | for | in | '{' | '}' | '!' | \
+            '[[' | function | select | . | : | source | eval | cd | set | trap | ulimit | umask | export | \
+            readonly | unset | wait | read | command | builtin | local | typeset | alias | shift) return 0 ;;
+    esac
+    START_MODE=exec
+    REPLY="${st_pre}exec $st_t"
+}
+
 # spawn I MODE -> SPAWN_PID, SPAWN_IDENT. MODE "monitor" (we stay its parent) or "detached".
 spawn() {
     pget "$1" NAME
     sp_n=$REPLY
     pget "$1" START
+    start_text "$REPLY"
     sp_cmd=$REPLY
     pget "$1" PIDFILE
     sp_pf=$REPLY
@@ -398,12 +558,15 @@ spawn() {
     fi
     SPAWN_PID=$!
     SPAWN_IDENT=
+    sp_start=-
+    sp_pgid=-
+    [ -n "$SETSID" ] && sp_pgid=$SPAWN_PID # setsid: leader of its own session and group
     if [ -n "$HAVE_PROC" ] && proc_stat "$SPAWN_PID"; then
+        sp_start=$PS_START
         SPAWN_IDENT="$BOOTID $PS_START"
-        printf '%s %s\n' "$SPAWN_PID" "$SPAWN_IDENT" >"$PL/run/$sp_n.ident"
-    else
-        rm -f "$PL/run/$sp_n.ident"
+        [ "$PS_PGRP" = "$SPAWN_PID" ] && sp_pgid=$SPAWN_PID # set -m made it a group leader
     fi
+    printf '%s %s %s %s %s\n' "$SPAWN_PID" "$BOOTID" "$sp_start" "$sp_pgid" "$START_MODE" >"$PL/run/$sp_n.ident"
     if ! { printf '%s\n' "$SPAWN_PID" >"$sp_pf.tmp.$$" && mv -f "$sp_pf.tmp.$$" "$sp_pf"; }; then
         event "pidfile-failed $sp_n pid=$SPAWN_PID file=$sp_pf"
     fi
@@ -481,9 +644,9 @@ reap() {
     pget "$1" NAME
     rp_n=$REPLY
     event "exit $rp_n pid=$2 status=$rp_status ran=${rp_ran}s"
-    # What is left of its process group (children of the dead leader) would only get in the way
-    # of the next start (ports, files): ask it to leave.
-    kill -s TERM -- "-$2" 2>/dev/null && event "leftovers $rp_n pgid=$2 signal=TERM"
+    # What is left of its process group (children of the dead leader) would run unsupervised and
+    # get in the way of the next start (ports, files): end it now.
+    end_leftovers "$1"
     if [ -e "$PL/stopped/$rp_n" ]; then
         sset "$1" STATE stopped
     elif [ -e "$PL/kick/$rp_n" ]; then # stopped by proc-restart: not a failed start
@@ -530,6 +693,9 @@ try_start() {
         sset "$1" STATE stopped
     elif running "$1"; then
         adopt "$1" "$RP_PID" "$RP_IDENT"
+    elif ! end_leftovers "$1"; then # a previous monitor's group: never a second copy beside it
+        event "start-failed $ts_n (what its last process group left survived SIGKILL)"
+        schedule_backoff "$1"
     elif spawn "$1" monitor; then
         sget "$1" ONCE
         if [ -n "$REPLY" ]; then
@@ -843,8 +1009,20 @@ stop_one() {
         return 1
     fi
     if ! running "$1"; then
+        end_leftovers "$1"
+        so_rc=$?
         rm -rf "$so_lock"
-        say "$so_n: not running"
+        if [ "$so_rc" != 0 ]; then
+            err "$so_n: what its dead process group (pgid $ID_PGID) left survived SIGKILL"
+            return 1
+        fi
+        if [ "$EL_N" -gt 0 ]; then
+            pget "$1" PIDFILE
+            rm -f "$REPLY" "$PL/run/$so_n.ident"
+            say "$so_n: not running (ended $EL_N leftover process(es) of group $ID_PGID)"
+        else
+            say "$so_n: not running"
+        fi
         return 0
     fi
     so_pid=$RP_PID
@@ -933,6 +1111,9 @@ direct_start() {
         say "$ds_n: stopped (marked stopped meanwhile)"
     elif running "$1"; then
         say "$ds_n: already running (pid $RP_PID)"
+    elif ! end_leftovers "$1"; then
+        err "$ds_n: cannot start: what its last process group left survived SIGKILL"
+        ds_rc=1
     elif spawn "$1" detached; then
         event "start $ds_n pid=$SPAWN_PID by=proc-start"
         say "$ds_n: started (pid $SPAWN_PID)"
@@ -1043,32 +1224,58 @@ cmd_proc_restart() {
     start_set $TARGETS
 }
 
+# reload_one I: the RELOAD command, else SIGHUP to the service (exec mode: its pid; group mode:
+# its process group, whose wrapper shell survives it). A reload must leave the same process
+# running: after RELOAD_SETTLE seconds the pid is checked again, and a process that died or was
+# replaced fails the reload (the monitor restarts it as after any exit), never "reloaded".
+reload_one() {
+    pget "$1" NAME
+    rl_n=$REPLY
+    pget "$1" RELOAD
+    rl_cmd=$REPLY
+    if ! running "$1"; then
+        err "$rl_n: not running"
+        return 1
+    fi
+    rl_pid=$RP_PID
+    rl_id=$RP_IDENT
+    if [ -n "$rl_cmd" ]; then
+        event "reload $rl_n pid=$rl_pid via=command"
+        (cd "$ROOT" && exec sh -c "$rl_cmd") </dev/null >>"$PL/run/$rl_n.out" 2>&1
+        rl_s=$?
+        if [ "$rl_s" != 0 ]; then
+            err "$rl_n: reload command failed with status $rl_s (output in .pltui/run/$rl_n.out)"
+            return 1
+        fi
+        rl_how="reload command"
+    elif [ "$RP_MODE" = group ] && [ -n "$RP_PGID" ]; then
+        kill -s HUP -- "-$RP_PGID" 2>/dev/null
+        event "reload $rl_n pid=$rl_pid pgid=$RP_PGID via=SIGHUP"
+        rl_how="SIGHUP to process group $RP_PGID"
+    else
+        kill -s HUP "$rl_pid" 2>/dev/null
+        event "reload $rl_n pid=$rl_pid via=SIGHUP"
+        rl_how="SIGHUP to pid $rl_pid"
+    fi
+    tenths "$RELOAD_SETTLE"
+    rl_left=$REPLY
+    while [ "$rl_left" -gt 0 ] && alive "$rl_pid" "$rl_id"; do
+        nap
+        rl_left=$((rl_left - NAP))
+    done
+    if ! alive "$rl_pid" "$rl_id" || ! read_pidfile "$1" || [ "$RP_PID" != "$rl_pid" ]; then
+        event "reload-failed $rl_n pid=$rl_pid"
+        err "$rl_n: pid $rl_pid did not survive the reload ($rl_how): restarted, not reloaded"
+        return 1
+    fi
+    say "$rl_n: reloaded ($rl_how)"
+}
+
 cmd_reload() {
     targets "$1"
     rl_rc=0
     for rl_i in $TARGETS; do
-        pget "$rl_i" NAME
-        rl_n=$REPLY
-        pget "$rl_i" RELOAD
-        rl_cmd=$REPLY
-        if [ -n "$rl_cmd" ]; then
-            event "reload $rl_n via=command"
-            (cd "$ROOT" && exec sh -c "$rl_cmd") </dev/null >>"$PL/run/$rl_n.out" 2>&1
-            rl_s=$?
-            if [ "$rl_s" = 0 ]; then
-                say "$rl_n: reloaded (reload command)"
-            else
-                err "$rl_n: reload command failed with status $rl_s (output in .pltui/run/$rl_n.out)"
-                rl_rc=1
-            fi
-        elif running "$rl_i"; then
-            kill -s HUP "$RP_PID" 2>/dev/null
-            event "reload $rl_n pid=$RP_PID via=SIGHUP"
-            say "$rl_n: reloaded (SIGHUP to pid $RP_PID)"
-        else
-            err "$rl_n: not running"
-            rl_rc=1
-        fi
+        reload_one "$rl_i" || rl_rc=1
     done
     return "$rl_rc"
 }
