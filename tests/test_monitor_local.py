@@ -300,6 +300,26 @@ def test_spec_values_survive_sh_quoting(tmp_path):
             render_spec(ServiceSpec(processes=(ProcessSpec(bad, "x", "p"),)))
 
 
+def test_backoff_cap_from_the_fleet_file(tmp_path):
+    from pltui.fleet import FleetError, load
+
+    def fleet(cap: str | None) -> Path:
+        path = tmp_path / "fleet.toml"
+        line = f"backoff_cap = {cap}\n" if cap is not None else ""
+        path.write_text('[fleet]\nname = "t"\nnodes = ["n1"]\n[service]\n' + line +
+                        '[[service.process]]\nname = "a"\nstart = "bin/a"\n')
+        return path
+
+    assert "BACKOFF_CAP" not in render_spec(load(fleet(None)).service)  # the monitor's default (300 s)
+    assert "\nBACKOFF_CAP=300\n" in render_spec(load(fleet('"5m"')).service)
+    assert "\nBACKOFF_CAP=2\n" in render_spec(load(fleet('"1.5s"')).service)  # whole seconds, rounded up
+    assert "\nBACKOFF_CAP=7\n" in render_spec(load(fleet('"5m"')).service, backoff_cap=7)  # explicit wins
+    for bad, why in (('"0.5s"', "at least 1s"), ('"soon"', ""), ("-3", "")):
+        with pytest.raises(FleetError) as info:
+            load(fleet(bad))
+        assert "fleet.toml:5: [service.backoff_cap]" in str(info.value) and why in str(info.value)
+
+
 def test_usage_and_spec_errors(node):
     r = node.sh("frobnicate", check=False)
     assert r.returncode == 2 and "unknown command" in r.stderr
