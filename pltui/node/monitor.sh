@@ -16,7 +16,8 @@
 #   proc-stop NAME|all     mark NAME stopped, then its STOP command, else SIGTERM to its process
 #                          group; SIGKILL after STOP_TIMEOUT seconds. Works with or without monitor
 #   proc-restart NAME|all  proc-stop, then proc-start (all: every process down, then all up)
-#   reload NAME|all        the RELOAD command, else SIGHUP to the process
+#   reload NAME|all        the RELOAD command, else SIGHUP to the service (see "Which process");
+#                          fails (exit 1) unless the same process is still alive RELOAD_SETTLE s later
 #   cron-install           add an @reboot crontab line running `start` (tagged with ROOT)
 #   cron-remove            remove that line again (only ours: lines tagged with this ROOT)
 #
@@ -30,6 +31,21 @@
 #   without setsid: own process group if the shell allows `set -m`), stdin from /dev/null,
 #   output appended to .pltui/run/NAME.out. Its pid goes to the pidfile (relative to ROOT).
 #   Note: sh starts background commands with SIGINT and SIGQUIT ignored; stops use TERM and KILL.
+# - Which process (start_text): dash and mksh do not exec the last command of `sh -c`, so the
+#   monitor decides. A simple command (`bin/x --y z`, `A=1 bin/x`, `bin/x >log 2>&1`, or one
+#   starting with `exec`) runs as `exec CMD`: the recorded pid is the service's own process, and
+#   reload's SIGHUP goes to that pid only. Anything else (`a; b`, `cd x && y`, `x | y`, `$(...)`,
+#   quoted assignments) is a compound command: its `sh -c` wrapper stays, leads the process group,
+#   is the recorded pid, and runs `trap : HUP` first; reload's SIGHUP goes to the whole group, so
+#   the service gets it and the wrapper survives it. `cd x && exec y` ends up with y as the pid.
+#   A compound command must itself stay in the foreground: when the wrapper ends, the process has
+#   exited, and what is left in its group is ended (below).
+# - Never two copies, never an unsupervised one: run/NAME.ident records "PID BOOT_ID STARTTIME
+#   PGID MODE" of every start. Before any start (a new monitor after a crash, a heal or a reboot;
+#   a restart after an exit; proc-start) and in proc-stop/stop-all when the pid is gone, what is
+#   left of that process group is ended: SIGTERM to the group, SIGKILL after STOP_TIMEOUT. A live
+#   recorded pid is adopted instead. A group is only signalled when it is provably ours: same boot
+#   id, the leader's pid not in use by another process, no member older than the leader.
 # - A process that dies before STABLE_TIME seconds is a failed start: it is started again after
 #   1, 2, 4, ... seconds, capped at BACKOFF_CAP, and never given up. One that ran STABLE_TIME
 #   seconds resets the delay to 1 s and is restarted at once when it dies.
@@ -41,15 +57,19 @@
 #   restarts a process that proc-stop is stopping (the marker is made before the lock is taken).
 # - Liveness: a pid is alive when /proc/PID exists and is not a zombie (kill -0, then ps, where
 #   there is no /proc). A pid this script started is also checked against the boot id and start
-#   time recorded in .pltui/run/NAME.ident, so a pid reused after a reboot or a container restart
-#   is not taken for the service; locks carry the same identity.
+#   time (/proc/PID/stat field 22) recorded in .pltui/run/NAME.ident, so a reused pid is never
+#   taken for the service nor signalled; locks carry the same identity. A pidfile pid that no
+#   ident names (written by the service, release.sh, an operator) counts only when the process
+#   works in ROOT (its /proc cwd); its identity is then recorded. Without /proc (no start times):
+#   a live pidfile pid is trusted as classic init scripts do, and leftovers of a dead group are not
+#   looked for (nothing can prove them ours), so a killed wrapper's children are not ended there.
 # - The heartbeat .pltui/state is rewritten every loop (tmp + mv). Restart counts and last exit
 #   statuses survive a monitor restart (read back from the previous heartbeat). Exit statuses are
 #   known for the monitor's own children (`wait`); for adopted processes they are `-`.
 # - Bounded files: events.log moves to events.log.1 past EVENTS_MAX bytes; run/NAME.out and
 #   monitor.out are copied to *.1 and truncated past OUT_MAX bytes (the process keeps its fd,
 #   opened for appending, so copy-truncate is the only way to shrink it).
-# - POSIX sh (tested with dash), no `local`. The only eval is the indirect access to
+# - POSIX sh (tested with dash, bash as sh, busybox ash and mksh), no `local`. The only eval is the indirect access to
 #   P<i>_<FIELD> (spec) and S<i>_<FIELD> (state) variables, with i a number from our own loop.
 #
 # Tunables (spec file, else environment, else default): INTERVAL=5, BACKOFF_CAP=300,
