@@ -208,3 +208,34 @@ def test_reload_reports_failure_when_the_process_did_not_survive_it(shnode):
     # the monitor brings both back as usual
     node.wait_state("dies", "running", restarts=1)
     node.wait_state("cmd", "running", restarts=1)
+
+
+def test_release_reload_without_monitor_fails_when_the_process_did_not_survive(tmp_path):
+    """release.sh (a node without the monitor): a reload command that kills the process fails the reload."""
+    import shlex
+
+    from pltui.actions.rollout import release_script
+
+    root = tmp_path / "svc root"
+    root.mkdir()
+
+    def release(cmd: str, reload: str) -> subprocess.CompletedProcess:
+        values = {"ROOT": str(root), "CMD": cmd, "ID": "r1", "SHA256": "-", "KEEP": "2", "NPROCS": "1",
+                  "P1_NAME": "x", "P1_START": "exec sleep 1000", "P1_PIDFILE": "run/x.pid", "P1_STOP": "",
+                  "P1_RELOAD": reload, "P1_STOP_TIMEOUT": "2"}
+        head = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+        return subprocess.run(["sh", "-s"], input=head + release_script(), capture_output=True, text=True,
+                              timeout=60)
+
+    assert release("start", "").returncode == 0
+    pid = int((root / "run" / "x.pid").read_text())
+    try:
+        ok = release("reload", ": nothing to do")
+        assert ok.returncode == 0 and "ok reload" in ok.stdout and is_alive(pid)
+        bad = release("reload", 'kill -9 "$(cat run/x.pid)"')
+        assert bad.returncode == 1 and "ok reload" not in bad.stdout
+        assert "did not survive its reload command" in bad.stderr, bad.stderr
+    finally:
+        release("stop", "")
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
