@@ -239,3 +239,46 @@ def test_release_reload_without_monitor_fails_when_the_process_did_not_survive(t
         release("stop", "")
         if is_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_older_monitors_orphan_is_ended_before_the_first_start(shnode):
+    """A node upgraded from the old monitor: its wrapper (3-field ident) was killed, the service lives on."""
+    node = shnode
+    node.write_spec(ProcessSpec("svc", f"bin/svc --tag {node.tag}", ".pltui/run/svc.pid"))
+    run = node.pl / "run"
+    run.mkdir()
+    # what the old monitor did under dash: setsid sh -c START &, the wrapper's pid in the pidfile
+    old = subprocess.Popen(["setsid", "sh", "-c", f"bin/svc --tag {node.tag}; :"], cwd=node.root, env=node.env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node.popens.append(old)
+    wait_until(lambda: len(copies(node)) == 1, 10, "the old copy")
+    (orphan,) = copies(node)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (run / "svc.pid").write_text(f"{old.pid}\n")
+    (run / "svc.ident").write_text(f"{old.pid} {boot} {proc_stat(old.pid)[3]}\n")
+    old.kill()
+    old.wait(timeout=10)
+    node.sh("start")
+    pid = one_copy_running(node)
+    assert pid != orphan and not is_alive(orphan) and f"term {orphan}" in svc_log(node)
+    assert node.events("leftovers", "svc")
+
+
+def test_a_process_started_without_the_monitor_is_adopted_not_doubled(shnode):
+    """release.sh started it (no ident of ours): it works in the service root, so the monitor adopts it."""
+    node = shnode
+    node.write_spec(ProcessSpec("svc", f"bin/svc --tag {node.tag}", ".pltui/run/svc.pid"))
+    (node.pl / "run").mkdir()
+    started = subprocess.Popen(["setsid", "sh", "-c", f"exec bin/svc --tag {node.tag}"], cwd=node.root,
+                               env=node.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    node.popens.append(started)
+    wait_until(lambda: copies(node) == [started.pid], 10, "the service")
+    (node.pl / "run" / "svc.pid").write_text(f"{started.pid}\n")
+    node.sh("start")
+    assert one_copy_running(node) == started.pid and node.events("adopt", "svc")
+    ident = (node.pl / "run" / "svc.ident").read_text().split()
+    assert ident[0] == str(started.pid) and ident[2] == str(proc_stat(started.pid)[3])  # pinned from now on
+    r = node.sh("reload", "svc")
+    assert r.returncode == 0 and started.pid == node.proc("svc")["pid"]
+    wait_until(lambda: f"reloaded {started.pid}" in svc_log(node), 10, "the HUP")
