@@ -1244,21 +1244,20 @@ cmd_proc_restart() {
     start_set $TARGETS
 }
 
-# reload_one I: the RELOAD command, else SIGHUP to the service (exec mode: its pid; group mode:
-# its process group, whose wrapper shell survives it). A reload must leave the same process
-# running: after RELOAD_SETTLE seconds the pid is checked again, and a process that died or was
-# replaced fails the reload (the monitor restarts it as after any exit), never "reloaded".
-reload_one() {
+# reload_send I: the RELOAD command, else SIGHUP to the service (exec mode: its pid; group mode:
+# its process group, whose wrapper shell survives it). Remembers pid, identity and how in
+# S<I>_RPID, S<I>_RID, S<I>_RHOW for reload_check; status 1 (said why) when nothing was sent.
+reload_send() {
     pget "$1" NAME
     rl_n=$REPLY
     pget "$1" RELOAD
     rl_cmd=$REPLY
+    sset "$1" RPID ""
     if ! running "$1"; then
         err "$rl_n: not running"
         return 1
     fi
     rl_pid=$RP_PID
-    rl_id=$RP_IDENT
     if [ -n "$rl_cmd" ]; then
         event "reload $rl_n pid=$rl_pid via=command"
         (cd "$ROOT" && exec sh -c "$rl_cmd") </dev/null >>"$PL/run/$rl_n.out" 2>&1
@@ -1277,13 +1276,23 @@ reload_one() {
         event "reload $rl_n pid=$rl_pid via=SIGHUP"
         rl_how="SIGHUP to pid $rl_pid"
     fi
-    tenths "$RELOAD_SETTLE"
-    rl_left=$REPLY
-    while [ "$rl_left" -gt 0 ] && alive "$rl_pid" "$rl_id"; do
-        nap
-        rl_left=$((rl_left - NAP))
-    done
-    if ! alive "$rl_pid" "$rl_id" || ! read_pidfile "$1" || [ "$RP_PID" != "$rl_pid" ]; then
+    sset "$1" RPID "$rl_pid"
+    sset "$1" RID "$RP_IDENT"
+    sset "$1" RHOW "$rl_how"
+}
+
+# reload_check I: a reload must leave the same process running. A process that died or was
+# replaced fails the reload (the monitor restarts it as after any exit), never "reloaded".
+reload_check() {
+    pget "$1" NAME
+    rl_n=$REPLY
+    sget "$1" RPID
+    rl_pid=$REPLY
+    [ -n "$rl_pid" ] || return 1
+    sget "$1" RHOW
+    rl_how=$REPLY
+    sget "$1" RID
+    if ! alive "$rl_pid" "$REPLY" || ! read_pidfile "$1" || [ "$RP_PID" != "$rl_pid" ]; then
         event "reload-failed $rl_n pid=$rl_pid"
         err "$rl_n: pid $rl_pid did not survive the reload ($rl_how): restarted, not reloaded"
         return 1
@@ -1291,11 +1300,23 @@ reload_one() {
     say "$rl_n: reloaded ($rl_how)"
 }
 
+# cmd_reload NAME|all: reload every target, give them RELOAD_SETTLE seconds together, check each
 cmd_reload() {
     targets "$1"
     rl_rc=0
+    rl_sent=
     for rl_i in $TARGETS; do
-        reload_one "$rl_i" || rl_rc=1
+        if reload_send "$rl_i"; then rl_sent="$rl_sent $rl_i"; else rl_rc=1; fi
+    done
+    [ -n "$rl_sent" ] || return "$rl_rc"
+    tenths "$RELOAD_SETTLE"
+    rl_left=$REPLY
+    while [ "$rl_left" -gt 0 ]; do
+        nap
+        rl_left=$((rl_left - NAP))
+    done
+    for rl_i in $rl_sent; do
+        reload_check "$rl_i" || rl_rc=1
     done
     return "$rl_rc"
 }
