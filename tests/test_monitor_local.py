@@ -596,6 +596,15 @@ def test_no_setsid_fallback(node):
     assert "killed after 0.5s" in r.stdout and not is_alive(a) and not is_alive(s)
     node.sh("proc-start", "a")
     node.wait_state("a", "running")
+    # reload by SIGHUP of a compound command that has no group of its own (dash and busybox ash have no
+    # job control without a terminal): a clear refusal, not a SIGHUP to the wrapper alone
+    node.sh("proc-start", "stubborn")
+    s = node.wait_state("stubborn", "running")["pid"]
+    r = node.sh("reload", "stubborn", check=False)
+    if proc_stat(s)[1] != s:
+        assert r.returncode == 1 and "stubborn: cannot reload by SIGHUP" in r.stderr, r.stderr
+    else:
+        assert f"stubborn: reloaded (SIGHUP to process group {s})" in r.stdout
 
 
 def test_event_log_and_outputs_stay_bounded(node):

@@ -1267,7 +1267,11 @@ reload_send() {
             return 1
         fi
         rl_how="reload command"
-    elif [ "$RP_MODE" = group ] && [ -n "$RP_PGID" ]; then
+    elif [ "$RP_MODE" = group ] && [ -z "$RP_PGID" ]; then
+        # no setsid and no job control: the group is the monitor's; the wrapper alone would get it
+        err "$rl_n: cannot reload by SIGHUP: its compound start command has no process group of its own (no setsid here); configure a reload command or a simple start command"
+        return 1
+    elif [ "$RP_MODE" = group ]; then
         kill -s HUP -- "-$RP_PGID" 2>/dev/null
         event "reload $rl_n pid=$rl_pid pgid=$RP_PGID via=SIGHUP"
         rl_how="SIGHUP to process group $RP_PGID"
