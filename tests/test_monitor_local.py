@@ -252,6 +252,33 @@ def node(tmp_path):
     n.cleanup()
 
 
+# The shells node scripts must run under. Each becomes the `sh` on PATH (a symlink named sh: bash
+# then runs as sh, busybox as its ash applet) and runs monitor.sh, so the monitor's own `sh -c`
+# wrappers run under the same shell.
+SHELLS = {"dash": "dash", "bash": "bash", "busybox-ash": "busybox", "mksh": "mksh"}
+
+
+def shell_node_at(tmp_path: Path, shell: str) -> Node:
+    binary = shutil.which(SHELLS[shell])
+    if binary is None:
+        pytest.skip(f"{SHELLS[shell]} is not installed")
+    bindir = tmp_path / "shbin"
+    bindir.mkdir()
+    (bindir / "sh").symlink_to(binary)
+    n = Node(tmp_path / "svc root", sh=str(bindir / "sh"))
+    n.env["PATH"] = f"{bindir}:{n.env.get('PATH', '/usr/bin:/bin')}"
+    n.shell = shell
+    return n
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell_node(request, tmp_path):
+    """A node whose monitor runs under each of dash, bash (as sh), busybox ash and mksh in turn."""
+    n = shell_node_at(tmp_path, request.param)
+    yield n
+    n.cleanup()
+
+
 def sleeper(name: str, **kw) -> ProcessSpec:
     return ProcessSpec(name=name, start="exec sleep 1000", pidfile=f".pltui/run/{name}.pid", **kw)
 
@@ -338,7 +365,8 @@ def test_usage_and_spec_errors(node):
 # Keeping processes alive
 
 
-def test_starts_processes_and_restarts_killed_ones(node):
+def test_starts_processes_and_restarts_killed_ones(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), ProcessSpec("loop", "while :; do sleep 0.3; done", ".pltui/run/loop.pid"),
                     ProcessSpec("family", "sleep 1000 & wait", ".pltui/run/family.pid"))
     r = node.sh("start")  # captured pipes: returns only if the monitor kept none of our fds
@@ -402,7 +430,8 @@ def test_crash_loop_backs_off_with_growing_delays_and_never_gives_up(node):
     assert r.returncode == 1 and "exited right after its start" in r.stderr
 
 
-def test_proc_stop_survives_monitor_restart_and_proc_start_brings_it_back(node):
+def test_proc_stop_survives_monitor_restart_and_proc_start_brings_it_back(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), sleeper("b"))
     node.sh("start")
     a = node.wait_state("a", "running")
@@ -458,7 +487,8 @@ def test_proc_commands_without_a_monitor_and_adoption(node):
     assert not (node.pl / "stopped" / "a").exists()  # stop-all leaves no marker: start brings all back
 
 
-def test_stop_command_term_and_kill_after_timeout(node):
+def test_stop_command_term_and_kill_after_timeout(shell_node):
+    node = shell_node
     node.write_spec(
         ProcessSpec("cmd", "exec sleep 1000", ".pltui/run/cmd.pid",
                     stop='echo "stop ran" > stop-ran.txt; kill "$(cat .pltui/run/cmd.pid)"'),
@@ -542,7 +572,8 @@ def test_refuses_to_run_twice(node):
     assert is_alive(node.pid_of("a"))
 
 
-def test_sigkilled_monitor_lock_is_taken_over(node):
+def test_sigkilled_monitor_lock_is_taken_over(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), sleeper("b"))
     node.sh("start")
     old = node.monitor_pid()

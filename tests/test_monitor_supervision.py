@@ -11,7 +11,6 @@ the real process table, not on the monitor's own files.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,11 +20,9 @@ from pathlib import Path
 import pytest
 
 from pltui.fleet import ProcessSpec
-from test_monitor_local import Node, is_alive, proc_stat, wait_until
+from test_monitor_local import SHELLS, Node, is_alive, proc_stat, shell_node_at, wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-
-SHELLS = {"dash": "dash", "bash": "bash", "busybox-ash": "busybox", "mksh": "mksh"}
 
 SVC = """#!/bin/sh
 # test service: one line per life event in svc.log, each with its own pid
@@ -38,19 +35,11 @@ while :; do sleep 0.2; done
 
 @pytest.fixture(params=sorted(SHELLS))
 def shnode(request, tmp_path):
-    binary = shutil.which(SHELLS[request.param])
-    if binary is None:
-        pytest.skip(f"{SHELLS[request.param]} is not installed")
-    bindir = tmp_path / "shbin"
-    bindir.mkdir()
-    (bindir / "sh").symlink_to(binary)
-    node = Node(tmp_path / "svc root", sh=str(bindir / "sh"))
-    node.env["PATH"] = f"{bindir}:{node.env.get('PATH', '/usr/bin:/bin')}"
+    node = shell_node_at(tmp_path, request.param)
     (node.root / "bin").mkdir()
     (node.root / "bin" / "svc").write_text(SVC)
     (node.root / "bin" / "svc").chmod(0o755)
     node.tag = uuid.uuid4().hex
-    node.shell = request.param
     yield node
     node.cleanup()
     for pid in copies(node):  # whatever escaped the monitor's cleanup is a defect: still end it
