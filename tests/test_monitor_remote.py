@@ -254,3 +254,59 @@ def test_reload_that_kills_the_process_fails_over_ssh(monitored):
     node = json.loads(result.stdout)["nodes"]["sshd001"]
     assert node["state"] == "failed" and f"pid {web} did not survive the reload" in node["message"], node
     assert wait_for(lambda: _pid(root, "web") != web and _live(_pid(root, "web")))
+
+
+def _copies(tag: str) -> list[int]:
+    """Live processes whose command line holds `tag` and that are not a `sh -c` wrapper."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if tag.encode() in argv and argv[1:2] != [b"-c"] and _live(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def test_heal_after_killed_monitor_and_wrapper_leaves_one_copy_over_ssh(make_sshd_fleet, tmp_path):
+    """The issue's orphan: kill -9 of the monitor, then of the pidfile pid; the heal must not double it."""
+    tag = f"orphan-check-{os.getpid()}-{time.monotonic_ns()}"
+    service = {"monitor_interval": "1s",
+               "process": [{"name": "app", "start": f"echo starting; bin/app --tag {tag}; echo never",
+                            "pidfile": "run/app.pid", "stop_timeout": "2s"}]}
+    sshd = make_sshd_fleet(1)
+    app = Path(sshd.nodes["sshd001"].root) / "bin" / "app"
+    app.parent.mkdir()
+    app.write_text("#!/bin/sh\nwhile :; do sleep 0.2; done\n")
+    app.chmod(0o755)
+    for entry in (app.parent, app):
+        os.chown(entry, sshd.pw.pw_uid, sshd.pw.pw_gid)
+    path = sshd.write_fleet(tmp_path / "fleet.toml", service=service, sweep={"heal": "monitor"})
+    state = tmp_path / "state"
+    root = Path(sshd.nodes["sshd001"].root)
+    try:
+        assert pltui("bootstrap", str(path), "--state", str(state)).returncode == 0
+        assert wait_for(lambda: len(_copies(tag)) == 1 and (root / "run" / "app.pid").exists())
+        (orphan,) = _copies(tag)
+        os.kill(int((root / ".pltui" / "monitor.pid").read_text()), signal.SIGKILL)
+        wrapper = _pid(root, "app")
+        assert wrapper != orphan  # a compound command: the pidfile names its wrapper, the group's leader
+        os.kill(wrapper, signal.SIGKILL)
+        assert wait_for(lambda: not _live(wrapper))
+        assert _copies(tag) == [orphan]  # the orphan lives on, unsupervised, until the heal
+        result = pltui("sweep", str(path), "--state", str(state), "--json")  # heal = "monitor"
+        assert result.returncode in (0, 1), result.stderr
+        assert wait_for(lambda: len(_copies(tag)) == 1 and orphan not in _copies(tag)), (_copies(tag), _dump(root))
+        time.sleep(3)
+        assert len(_copies(tag)) == 1, _dump(root)
+        assert " leftovers app " in (root / ".pltui" / "events.log").read_text()
+        result = pltui("stop", str(path), "--state", str(state))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert _copies(tag) == []
+    finally:
+        subprocess.run(["sh", str(root / ".pltui" / "monitor.sh"), "stop-all"], capture_output=True, timeout=60,
+                       env={**os.environ, "PLTUI_ROOT": str(root)})
+        for pid in _copies(tag):
+            os.kill(pid, signal.SIGKILL)
