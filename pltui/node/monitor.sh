@@ -61,8 +61,9 @@
 #   taken for the service nor signalled; locks carry the same identity. A pidfile pid that no
 #   ident names (written by the service, release.sh, an operator) counts only when the process
 #   works in ROOT (its /proc cwd); its identity is then recorded. Without /proc (no start times):
-#   a live pidfile pid is trusted as classic init scripts do, and leftovers of a dead group are not
-#   looked for (nothing can prove them ours), so a killed wrapper's children are not ended there.
+#   a live pidfile pid is trusted as classic init scripts do; only the group of the monitor's own
+#   child that just exited gets SIGTERM; a previous monitor's groups are not looked for (nothing can
+#   prove them ours), so a killed wrapper's children are not ended there.
 # - The heartbeat .pltui/state is rewritten every loop (tmp + mv). Restart counts and last exit
 #   statuses survive a monitor restart (read back from the previous heartbeat). Exit statuses are
 #   known for the monitor's own children (`wait`); for adopted processes they are `-`.
@@ -665,8 +666,13 @@ reap() {
     rp_n=$REPLY
     event "exit $rp_n pid=$2 status=$rp_status ran=${rp_ran}s"
     # What is left of its process group (children of the dead leader) would run unsupervised and
-    # get in the way of the next start (ports, files): end it now.
-    end_leftovers "$1"
+    # get in the way of the next start (ports, files): end it now. Without /proc, only our own
+    # child's group (setsid made it the leader) is asked to leave, as nothing else can be checked.
+    if [ -n "$HAVE_PROC" ]; then
+        end_leftovers "$1"
+    elif [ "$rp_status" != - ] && [ -n "$SETSID" ]; then
+        kill -s TERM -- "-$2" 2>/dev/null && event "leftovers $rp_n pgid=$2 signal=TERM"
+    fi
     if [ -e "$PL/stopped/$rp_n" ]; then
         sset "$1" STATE stopped
     elif [ -e "$PL/kick/$rp_n" ]; then # stopped by proc-restart: not a failed start
