@@ -209,7 +209,8 @@ def demo_service(make_sshd_fleet, tmp_path):
         for root in roots:
             assert wait_for(lambda: (root / "run" / "proxy.pid").exists() and (root / "run" / "cache.pid").exists()), \
                 _dump(root)
-            assert wait_for(lambda: "listening" in (root / "logs" / "proxy.log").read_text())
+            log = root / "logs" / "proxy.log"
+            assert wait_for(lambda: log.exists() and "listening" in log.read_text()), _dump(root)
         yield path, state, roots, pace
     finally:
         for root in roots:
