@@ -476,8 +476,10 @@ def service_spec(pace: Pace) -> dict[str, Any]:
         "state": ["var", "etc"],
         "monitor_interval": f"{pace.monitor}s",
         "process": [
+            # no reload command: the monitor sends SIGHUP to the proxy itself (a simple start command
+            # is exec'd, so the pidfile names the proxy) and checks that it survived the reload
             {"name": "proxy", "start": "bin/proxy --config etc/proxy.conf", "pidfile": "run/proxy.pid",
-             "reload": "kill -HUP $(cat run/proxy.pid)", "stop_timeout": "5s"},
+             "stop_timeout": "5s"},
             {"name": "cache", "start": "bin/cache --dir var/cache", "pidfile": "run/cache.pid",
              "stop_timeout": "5s"},
         ],

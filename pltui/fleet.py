@@ -14,7 +14,7 @@ Schema (see sample_fleet.toml for a commented example)::
     [groups]    name = "node-set expression" (may use @other and @all)
     [tracks]    name = ["group", ...]  (nodes in no track form the "default" track)
     [service]   root, version_file, protocol_file | protocol_command, important, logs, state,
-                reboot_command, monitor_interval; [[service.process]] name, start, pidfile,
+                reboot_command, monitor_interval, backoff_cap; [[service.process]] name, start, pidfile,
                 stop, reload, stop_timeout
     [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
@@ -80,6 +80,7 @@ class ServiceSpec:
     reboot_command: str | None = None
     monitor_interval: float = 5.0
     processes: tuple[ProcessSpec, ...] = ()
+    backoff_cap: float | None = None  # longest restart delay of the node monitor (None: its default)
 
 
 @dataclass(frozen=True)
@@ -474,7 +475,7 @@ class _Loader:
 
     def load_service(self, t: dict) -> ServiceSpec:
         keys = ("root", "version_file", "protocol_file", "protocol_command", "important", "logs", "state",
-                "reboot_command", "monitor_interval", "process")
+                "reboot_command", "monitor_interval", "backoff_cap", "process")
         self.check_keys("service", t, keys)
         d = ServiceSpec()
         if "protocol_file" in t and "protocol_command" in t:
@@ -528,6 +529,7 @@ class _Loader:
             reboot_command=self.text_value("service", t, "reboot_command", None),
             monitor_interval=self.duration("service", t, "monitor_interval", d.monitor_interval, minimum=0.5),
             processes=tuple(processes),
+            backoff_cap=self.duration("service", t, "backoff_cap", None, minimum=1.0),
         )
 
     def load_sweep(self, t: dict) -> SweepSettings:

@@ -83,7 +83,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1, dump
 class Node:
     """A service root with the monitor installed; records every pid it sees, for cleanup."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, sh: str = SH):
+        self.sh_path = sh  # the shell that runs monitor.sh (and, via PATH, its `sh -c` commands)
         self.root = root
         self.pl = root / ".pltui"
         self.pl.mkdir(parents=True)
@@ -105,7 +106,7 @@ class Node:
 
     # -- commands ---------------------------------------------------------------------------
     def sh(self, *args: str, check: bool = True, timeout: float = 40, env: dict | None = None):
-        result = subprocess.run([SH, str(self.script), *args], cwd=self.root, env=env or self.env,
+        result = subprocess.run([self.sh_path, str(self.script), *args], cwd=self.root, env=env or self.env,
                                 capture_output=True, text=True, timeout=timeout)
         self.record_all()
         if check and result.returncode != 0:
@@ -115,7 +116,7 @@ class Node:
 
     def run_foreground(self, **kwargs) -> subprocess.Popen:
         out = open(self.root / f"run-fg-{len(self.popens)}.log", "wb")
-        proc = subprocess.Popen([SH, str(self.script), "run"], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([self.sh_path, str(self.script), "run"], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
         out.close()
         self.popens.append(proc)
@@ -226,7 +227,7 @@ class Node:
     def cleanup(self) -> None:
         self.record_all()
         if (self.pl / "spec").exists():
-            subprocess.run([SH, str(self.script), "stop-all"], cwd=self.root, env=self.env,
+            subprocess.run([self.sh_path, str(self.script), "stop-all"], cwd=self.root, env=self.env,
                            capture_output=True, timeout=60)
         for proc in self.popens:
             if proc.poll() is None:
@@ -247,6 +248,33 @@ class Node:
 @pytest.fixture
 def node(tmp_path):
     n = Node(tmp_path / "svc root")
+    yield n
+    n.cleanup()
+
+
+# The shells node scripts must run under. Each becomes the `sh` on PATH (a symlink named sh: bash
+# then runs as sh, busybox as its ash applet) and runs monitor.sh, so the monitor's own `sh -c`
+# wrappers run under the same shell.
+SHELLS = {"dash": "dash", "bash": "bash", "busybox-ash": "busybox", "mksh": "mksh"}
+
+
+def shell_node_at(tmp_path: Path, shell: str) -> Node:
+    binary = shutil.which(SHELLS[shell])
+    if binary is None:
+        pytest.skip(f"{SHELLS[shell]} is not installed")
+    bindir = tmp_path / "shbin"
+    bindir.mkdir()
+    (bindir / "sh").symlink_to(binary)
+    n = Node(tmp_path / "svc root", sh=str(bindir / "sh"))
+    n.env["PATH"] = f"{bindir}:{n.env.get('PATH', '/usr/bin:/bin')}"
+    n.shell = shell
+    return n
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell_node(request, tmp_path):
+    """A node whose monitor runs under each of dash, bash (as sh), busybox ash and mksh in turn."""
+    n = shell_node_at(tmp_path, request.param)
     yield n
     n.cleanup()
 
@@ -299,6 +327,26 @@ def test_spec_values_survive_sh_quoting(tmp_path):
             render_spec(ServiceSpec(processes=(ProcessSpec(bad, "x", "p"),)))
 
 
+def test_backoff_cap_from_the_fleet_file(tmp_path):
+    from pltui.fleet import FleetError, load
+
+    def fleet(cap: str | None) -> Path:
+        path = tmp_path / "fleet.toml"
+        line = f"backoff_cap = {cap}\n" if cap is not None else ""
+        path.write_text('[fleet]\nname = "t"\nnodes = ["n1"]\n[service]\n' + line +
+                        '[[service.process]]\nname = "a"\nstart = "bin/a"\n')
+        return path
+
+    assert "BACKOFF_CAP" not in render_spec(load(fleet(None)).service)  # the monitor's default (300 s)
+    assert "\nBACKOFF_CAP=300\n" in render_spec(load(fleet('"5m"')).service)
+    assert "\nBACKOFF_CAP=2\n" in render_spec(load(fleet('"1.5s"')).service)  # whole seconds, rounded up
+    assert "\nBACKOFF_CAP=7\n" in render_spec(load(fleet('"5m"')).service, backoff_cap=7)  # explicit wins
+    for bad, why in (('"0.5s"', "at least 1s"), ('"soon"', ""), ("-3", "")):
+        with pytest.raises(FleetError) as info:
+            load(fleet(bad))
+        assert "fleet.toml:5: [service.backoff_cap]" in str(info.value) and why in str(info.value)
+
+
 def test_usage_and_spec_errors(node):
     r = node.sh("frobnicate", check=False)
     assert r.returncode == 2 and "unknown command" in r.stderr
@@ -317,7 +365,8 @@ def test_usage_and_spec_errors(node):
 # Keeping processes alive
 
 
-def test_starts_processes_and_restarts_killed_ones(node):
+def test_starts_processes_and_restarts_killed_ones(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), ProcessSpec("loop", "while :; do sleep 0.3; done", ".pltui/run/loop.pid"),
                     ProcessSpec("family", "sleep 1000 & wait", ".pltui/run/family.pid"))
     r = node.sh("start")  # captured pipes: returns only if the monitor kept none of our fds
@@ -381,7 +430,8 @@ def test_crash_loop_backs_off_with_growing_delays_and_never_gives_up(node):
     assert r.returncode == 1 and "exited right after its start" in r.stderr
 
 
-def test_proc_stop_survives_monitor_restart_and_proc_start_brings_it_back(node):
+def test_proc_stop_survives_monitor_restart_and_proc_start_brings_it_back(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), sleeper("b"))
     node.sh("start")
     a = node.wait_state("a", "running")
@@ -437,7 +487,8 @@ def test_proc_commands_without_a_monitor_and_adoption(node):
     assert not (node.pl / "stopped" / "a").exists()  # stop-all leaves no marker: start brings all back
 
 
-def test_stop_command_term_and_kill_after_timeout(node):
+def test_stop_command_term_and_kill_after_timeout(shell_node):
+    node = shell_node
     node.write_spec(
         ProcessSpec("cmd", "exec sleep 1000", ".pltui/run/cmd.pid",
                     stop='echo "stop ran" > stop-ran.txt; kill "$(cat .pltui/run/cmd.pid)"'),
@@ -485,7 +536,8 @@ def test_reload_by_sighup_and_by_command(node):
     hup = node.wait_state("hup", "running")
     node.wait_state("cmd", "running")
     r = node.sh("reload", "all")
-    assert f"hup: reloaded (SIGHUP to pid {hup['pid']})" in r.stdout
+    # a compound start command: the group gets SIGHUP, its wrapper shell survives it
+    assert f"hup: reloaded (SIGHUP to process group {hup['pid']})" in r.stdout
     assert "cmd: reloaded (reload command)" in r.stdout
     assert (node.root / "reload.txt").read_text() == "custom\n"
     # the child got SIGHUP as a signal it can trap (not ignored), and survived it
@@ -520,7 +572,8 @@ def test_refuses_to_run_twice(node):
     assert is_alive(node.pid_of("a"))
 
 
-def test_sigkilled_monitor_lock_is_taken_over(node):
+def test_sigkilled_monitor_lock_is_taken_over(shell_node):
+    node = shell_node
     node.write_spec(sleeper("a"), sleeper("b"))
     node.sh("start")
     old = node.monitor_pid()
@@ -574,6 +627,15 @@ def test_no_setsid_fallback(node):
     assert "killed after 0.5s" in r.stdout and not is_alive(a) and not is_alive(s)
     node.sh("proc-start", "a")
     node.wait_state("a", "running")
+    # reload by SIGHUP of a compound command that has no group of its own (dash and busybox ash have no
+    # job control without a terminal): a clear refusal, not a SIGHUP to the wrapper alone
+    node.sh("proc-start", "stubborn")
+    s = node.wait_state("stubborn", "running")["pid"]
+    r = node.sh("reload", "stubborn", check=False)
+    if proc_stat(s)[1] != s:
+        assert r.returncode == 1 and "stubborn: cannot reload by SIGHUP" in r.stderr, r.stderr
+    else:
+        assert f"stubborn: reloaded (SIGHUP to process group {s})" in r.stdout
 
 
 def test_event_log_and_outputs_stay_bounded(node):
@@ -581,7 +643,7 @@ def test_event_log_and_outputs_stay_bounded(node):
     node.write_spec(
         ProcessSpec("spew", "while :; do printf '%02000d\\n' 0; sleep 0.05; done", ".pltui/run/spew.pid",
                     reload="true"),
-        extra=f"STABLE_TIME=1\nOUT_MAX={out_max}\nEVENTS_MAX={events_max}\n",
+        extra=f"STABLE_TIME=1\nOUT_MAX={out_max}\nEVENTS_MAX={events_max}\nRELOAD_SETTLE=0\n",
     )
     node.sh("start")
     node.wait_state("spew", "starting")

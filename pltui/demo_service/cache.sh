@@ -1,6 +1,7 @@
 #!/bin/sh
 # pltui demo service: the "cache". Keeps pretend statistics in DIR/stats and logs them.
-# Usage: bin/cache [--dir var/cache]   (exits at once, status 3, while DIR/CORRUPT exists)
+# Usage: bin/cache [--dir var/cache]   (exits at once, status 3, while DIR/CORRUPT exists;
+#        SIGHUP is logged and survived, so a reload of the whole service never restarts it)
 VERSION='@VERSION@'
 dir=var/cache
 conf=etc/cache.conf
@@ -48,6 +49,7 @@ if [ -e "$dir/CORRUPT" ]; then
 fi
 
 trap 'say "stopping (SIGTERM), $objects objects kept"; exit 0' TERM
+trap 'say "SIGHUP: configuration kept (the cache reads it only at start)"' HUP
 objects=0
 hits=0
 misses=0

@@ -16,7 +16,8 @@
 #   proc-stop NAME|all     mark NAME stopped, then its STOP command, else SIGTERM to its process
 #                          group; SIGKILL after STOP_TIMEOUT seconds. Works with or without monitor
 #   proc-restart NAME|all  proc-stop, then proc-start (all: every process down, then all up)
-#   reload NAME|all        the RELOAD command, else SIGHUP to the process
+#   reload NAME|all        the RELOAD command, else SIGHUP to the service (see "Which process");
+#                          fails (exit 1) unless the same process is still alive RELOAD_SETTLE s later
 #   cron-install           add an @reboot crontab line running `start` (tagged with ROOT)
 #   cron-remove            remove that line again (only ours: lines tagged with this ROOT)
 #
@@ -30,6 +31,21 @@
 #   without setsid: own process group if the shell allows `set -m`), stdin from /dev/null,
 #   output appended to .pltui/run/NAME.out. Its pid goes to the pidfile (relative to ROOT).
 #   Note: sh starts background commands with SIGINT and SIGQUIT ignored; stops use TERM and KILL.
+# - Which process (start_text): dash and mksh do not exec the last command of `sh -c`, so the
+#   monitor decides. A simple command (`bin/x --y z`, `A=1 bin/x`, `bin/x >log 2>&1`, or one
+#   starting with `exec`) runs as `exec CMD`: the recorded pid is the service's own process, and
+#   reload's SIGHUP goes to that pid only. Anything else (`a; b`, `cd x && y`, `x | y`, `$(...)`,
+#   quoted assignments) is a compound command: its `sh -c` wrapper stays, leads the process group,
+#   is the recorded pid, and runs `trap : HUP` first; reload's SIGHUP goes to the whole group, so
+#   the service gets it and the wrapper survives it. `cd x && exec y` ends up with y as the pid.
+#   A compound command must itself stay in the foreground: when the wrapper ends, the process has
+#   exited, and what is left in its group is ended (below).
+# - Never two copies, never an unsupervised one: run/NAME.ident records "PID BOOT_ID STARTTIME
+#   PGID MODE" of every start. Before any start (a new monitor after a crash, a heal or a reboot;
+#   a restart after an exit; proc-start) and in proc-stop/stop-all when the pid is gone, what is
+#   left of that process group is ended: SIGTERM to the group, SIGKILL after STOP_TIMEOUT. A live
+#   recorded pid is adopted instead. A group is only signalled when it is provably ours: same boot
+#   id, the leader's pid not in use by another process, no member older than the leader.
 # - A process that dies before STABLE_TIME seconds is a failed start: it is started again after
 #   1, 2, 4, ... seconds, capped at BACKOFF_CAP, and never given up. One that ran STABLE_TIME
 #   seconds resets the delay to 1 s and is restarted at once when it dies.
@@ -41,19 +57,25 @@
 #   restarts a process that proc-stop is stopping (the marker is made before the lock is taken).
 # - Liveness: a pid is alive when /proc/PID exists and is not a zombie (kill -0, then ps, where
 #   there is no /proc). A pid this script started is also checked against the boot id and start
-#   time recorded in .pltui/run/NAME.ident, so a pid reused after a reboot or a container restart
-#   is not taken for the service; locks carry the same identity.
+#   time (/proc/PID/stat field 22) recorded in .pltui/run/NAME.ident, so a reused pid is never
+#   taken for the service nor signalled; locks carry the same identity. A pidfile pid that no
+#   ident names (written by the service, release.sh, an operator) counts only when the process
+#   works in ROOT (its /proc cwd); its identity is then recorded. Without /proc (no start times):
+#   a live pidfile pid is trusted as classic init scripts do; only the group of the monitor's own
+#   child that just exited gets SIGTERM; a previous monitor's groups are not looked for (nothing can
+#   prove them ours), so a killed wrapper's children are not ended there.
 # - The heartbeat .pltui/state is rewritten every loop (tmp + mv). Restart counts and last exit
 #   statuses survive a monitor restart (read back from the previous heartbeat). Exit statuses are
 #   known for the monitor's own children (`wait`); for adopted processes they are `-`.
 # - Bounded files: events.log moves to events.log.1 past EVENTS_MAX bytes; run/NAME.out and
 #   monitor.out are copied to *.1 and truncated past OUT_MAX bytes (the process keeps its fd,
 #   opened for appending, so copy-truncate is the only way to shrink it).
-# - POSIX sh (tested with dash), no `local`. The only eval is the indirect access to
+# - POSIX sh (tested with dash, bash as sh, busybox ash and mksh), no `local`. The only eval is the indirect access to
 #   P<i>_<FIELD> (spec) and S<i>_<FIELD> (state) variables, with i a number from our own loop.
 #
 # Tunables (spec file, else environment, else default): INTERVAL=5, BACKOFF_CAP=300,
-# STABLE_TIME=3, OUT_MAX=1048576, EVENTS_MAX=262144. Test knob: PLTUI_NO_SETSID=1.
+# STABLE_TIME=3, OUT_MAX=1048576, EVENTS_MAX=262144, RELOAD_SETTLE=1 (seconds a reloaded process
+# must stay alive). Test knob: PLTUI_NO_SETSID=1.
 
 SQ="'"
 NL='
@@ -83,13 +105,14 @@ else
 fi
 cd "$ROOT" 2>/dev/null || die 2 "cannot enter the service root $ROOT"
 ROOT=$PWD
+ROOT_P=$(pwd -P)
 PL=$ROOT/.pltui
 LOCK=$PL/monitor.lock
 STATE=$PL/state
 EVENTS=$PL/events.log
 
 : "${INTERVAL:=5}" "${BACKOFF_CAP:=300}" "${STABLE_TIME:=3}"
-: "${OUT_MAX:=1048576}" "${EVENTS_MAX:=262144}" "${NPROCS:=0}"
+: "${OUT_MAX:=1048576}" "${EVENTS_MAX:=262144}" "${NPROCS:=0}" "${RELOAD_SETTLE:=1}"
 
 SETSID=
 if [ -z "${PLTUI_NO_SETSID:-}" ] && command -v setsid >/dev/null 2>&1; then
@@ -180,7 +203,7 @@ BOOTID=-
 HAVE_PROC=
 [ -r /proc/self/stat ] && HAVE_PROC=1
 
-# proc_stat PID -> PS_STATE, PS_START (fields 3 and 22 of /proc/PID/stat)
+# proc_stat PID -> PS_STATE, PS_PGRP, PS_START (fields 3, 5 and 22 of /proc/PID/stat)
 proc_stat() {
     PS_LINE=
     { read -r PS_LINE <"/proc/$1/stat"; } 2>/dev/null
@@ -189,6 +212,7 @@ proc_stat() {
     # shellcheck disable=SC2086 # split the numeric fields on purpose
     set -- $PS_LINE
     PS_STATE=$1
+    PS_PGRP=$3
     PS_START=${20:-}
 }
 
@@ -229,10 +253,33 @@ group_alive() {
     return 1
 }
 
-# read_pidfile I -> RP_PID (from process I's pidfile) and RP_IDENT (its identity, if we know it)
+# ident_read NAME -> ID_PID ID_BOOT ID_START ID_PGID ID_MODE, from run/NAME.ident, written at each
+# start: "PID BOOT_ID STARTTIME PGID MODE" (STARTTIME `-` without /proc; PGID `-` when the process
+# got no group of its own; MODE exec or group, see spawn). An older monitor wrote only the first
+# three fields; it always started group leaders (setsid), so PGID defaults to PID and MODE to pid.
+ident_read() {
+    ID_PID=
+    ID_BOOT=
+    ID_START=
+    ID_PGID=
+    ID_MODE=
+    { read -r ID_PID ID_BOOT ID_START ID_PGID ID_MODE <"$PL/run/$1.ident"; } 2>/dev/null
+    is_int "$ID_PID" || {
+        ID_PID=
+        return 1
+    }
+    [ -n "$ID_PGID" ] || ID_PGID=$ID_PID
+    [ -n "$ID_MODE" ] || ID_MODE=pid
+    return 0
+}
+
+# read_pidfile I -> RP_PID (from process I's pidfile), RP_IDENT (its identity, if we know it),
+# RP_PGID (its own process group, or empty) and RP_MODE (exec, group, or pid: unknown)
 read_pidfile() {
     RP_PID=
     RP_IDENT=
+    RP_PGID=
+    RP_MODE=pid
     pget "$1" PIDFILE
     { read -r RP_PID <"$REPLY"; } 2>/dev/null
     is_int "$RP_PID" || {
@@ -240,16 +287,99 @@ read_pidfile() {
         return 1
     }
     pget "$1" NAME
-    rp_a=
-    rp_b=
-    rp_c=
-    { read -r rp_a rp_b rp_c <"$PL/run/$REPLY.ident"; } 2>/dev/null
-    [ "$rp_a" = "$RP_PID" ] && [ -n "$rp_c" ] && RP_IDENT="$rp_b $rp_c"
+    ident_read "$REPLY" && [ "$ID_PID" = "$RP_PID" ] || return 0
+    is_int "$ID_START" && RP_IDENT="$ID_BOOT $ID_START"
+    [ "$ID_PGID" = "$RP_PID" ] && RP_PGID=$RP_PID
+    RP_MODE=$ID_MODE
     return 0
 }
 
-# running I -> 0 when process I's pidfile names a live process (RP_PID)
-running() { read_pidfile "$1" && alive "$RP_PID" "$RP_IDENT"; }
+# in_root PID: the process works in the service root or below it (its cwd, from /proc)
+in_root() {
+    ir_d=$(cd "/proc/$1/cwd" 2>/dev/null && pwd -P) || return 1
+    case "$ir_d/" in "$ROOT_P"/*) return 0 ;; esac
+    return 1
+}
+
+# running I -> 0 when process I's pidfile names a live process (RP_PID) that is process I. With
+# /proc, a pid that no run/NAME.ident of ours records (a pidfile written by something else: the
+# service, release.sh without a monitor, an operator) is taken for the service only when the
+# process works in the service root; its identity is then recorded, so that from now on only
+# that very process is signalled. Without /proc, any live pid in the pidfile counts.
+running() {
+    read_pidfile "$1" || return 1
+    if [ -n "$RP_IDENT" ] || [ -z "$HAVE_PROC" ]; then
+        alive "$RP_PID" "$RP_IDENT"
+        return
+    fi
+    alive "$RP_PID" && in_root "$RP_PID" && proc_stat "$RP_PID" || return 1
+    RP_IDENT="$BOOTID $PS_START"
+    [ "$PS_PGRP" = "$RP_PID" ] && RP_PGID=$RP_PID
+    pget "$1" NAME
+    printf '%s %s %s %s pid\n' "$RP_PID" "$RP_IDENT" "${RP_PGID:--}" >"$PL/run/$REPLY.ident" 2>/dev/null
+    return 0
+}
+
+# group_scan PGID MINSTART -> GS_N: live members of process group PGID; GS_FOREIGN=1 when one of
+# them started before MINSTART (clock ticks since boot), i.e. the group is not the one we made
+group_scan() {
+    GS_N=0
+    GS_FOREIGN=
+    gs_g=$1
+    gs_min=$2
+    for gs_f in /proc/[0-9]*/stat; do
+        gs_l=
+        { read -r gs_l <"$gs_f"; } 2>/dev/null
+        [ -n "$gs_l" ] || continue
+        gs_l=${gs_l##*) }
+        # shellcheck disable=SC2086
+        set -- $gs_l
+        [ "$3" = "$gs_g" ] || continue
+        case "$1" in Z | X) continue ;; esac
+        GS_N=$((GS_N + 1))
+        [ "${20:-0}" -lt "$gs_min" ] 2>/dev/null && GS_FOREIGN=1
+    done
+}
+
+# end_leftovers I: end what is left of process I's last process group (run/NAME.ident) once its
+# leader is gone: a previous monitor's process whose wrapper was killed, the children of a dead
+# leader. SIGTERM to the group, SIGKILL after STOP_TIMEOUT. A group is ours only on this boot, while
+# the leader's pid is not in use by another process (the kernel never hands out a pid that is still
+# some group's id, so a reused leader pid means our group is empty) and while none of its members
+# is older than the leader. Without /proc none of that can be checked: nothing is signalled.
+# Sets EL_N (processes ended); status 1 when some survived SIGKILL.
+end_leftovers() {
+    EL_N=0
+    pget "$1" NAME
+    el_n=$REPLY
+    [ -n "$HAVE_PROC" ] && ident_read "$el_n" || return 0
+    [ "$ID_BOOT" = "$BOOTID" ] && is_int "$ID_START" && is_int "$ID_PGID" || return 0
+    if proc_stat "$ID_PGID"; then
+        case "$PS_STATE" in Z | X) ;; *) return 0 ;; esac # the leader lives (ours or a reuse)
+    fi
+    group_scan "$ID_PGID" "$ID_START"
+    [ "$GS_N" -gt 0 ] && [ -z "$GS_FOREIGN" ] || return 0
+    EL_N=$GS_N
+    pget "$1" STOP_TIMEOUT
+    tenths "$REPLY"
+    el_left=$REPLY
+    event "leftovers $el_n pgid=$ID_PGID processes=$GS_N signal=TERM"
+    kill -s TERM -- "-$ID_PGID" 2>/dev/null
+    el_sig=TERM
+    while :; do
+        nap
+        el_left=$((el_left - NAP))
+        group_scan "$ID_PGID" "$ID_START"
+        [ "$GS_N" -gt 0 ] || return 0
+        if [ "$el_left" -le 0 ]; then
+            [ "$el_sig" = KILL ] && return 1
+            event "leftovers $el_n pgid=$ID_PGID processes=$GS_N signal=KILL"
+            kill -s KILL -- "-$ID_PGID" 2>/dev/null
+            el_sig=KILL
+            el_left=30
+        fi
+    done
+}
 
 # ------------------------------------------------------------------------------------------------
 # Locks: a directory made with mkdir, holding `pid` and `ident` of its holder
@@ -331,6 +461,7 @@ load_spec() {
     . "$PL/spec"
     is_int "$NPROCS" || die 2 "spec: NPROCS must be a whole number"
     is_num "$INTERVAL" || die 2 "spec: INTERVAL must be a number of seconds"
+    is_num "$RELOAD_SETTLE" || die 2 "spec: RELOAD_SETTLE must be a number of seconds"
     for ls_v in "$BACKOFF_CAP" "$STABLE_TIME" "$OUT_MAX" "$EVENTS_MAX"; do
         is_int "$ls_v" || die 2 "spec: BACKOFF_CAP, STABLE_TIME, OUT_MAX, EVENTS_MAX must be whole numbers"
     done
@@ -373,11 +504,61 @@ targets() {
 # ------------------------------------------------------------------------------------------------
 # Starting one process
 
+# start_text CMD -> REPLY (the text `sh -c` runs) and START_MODE, which decides what the recorded
+# pid is and where reload signals go:
+#   exec   a simple command (no ; & | ( ) ` or newline, first word an ordinary command, after
+#          assignments without quotes): run as `exec CMD`, so the pid IS the service's process
+#          (dash and mksh would otherwise keep a `sh -c` wrapper between us and it). Also a command
+#          that starts with `exec` itself. SIGHUP goes to that pid only.
+#   group  anything else (`a; b`, `cd x && y`, `trap ...; y`, `A='q q' y`...): the `sh -c` wrapper
+#          stays; it leads the process group and runs `trap : HUP` first, so that a reload's SIGHUP
+#          to the whole group reaches the service and leaves the wrapper alive. (A wrapper that execs
+#          in the end, `cd x && exec y`, makes y the recorded pid and group leader.)
+start_text() {
+    st_c=$1
+    START_MODE=group
+    REPLY="trap : HUP$NL$st_c"
+    st_s=$st_c
+    while :; do # `>&` and `<&` are redirections; any other & is an operator
+        case "$st_s" in
+            *'>&'*) st_s=${st_s%%'>&'*}${st_s#*'>&'} ;;
+            *'<&'*) st_s=${st_s%%'<&'*}${st_s#*'<&'} ;;
+            *) break ;;
+        esac
+    done
+    case "$st_s" in *"$NL"* | *\;* | *\&* | *\|* | *\(* | *\)* | *\`*) return 0 ;; esac
+    st_t=${st_c#"${st_c%%[! 	]*}"}
+    st_pre=
+    while :; do # leading assignments stay in front of exec: A=1 exec cmd
+        st_w=${st_t%%[ 	]*}
+        case "$st_w" in [A-Za-z_]*=*) ;; *) break ;; esac
+        case "${st_w%%=*}" in *[!A-Za-z0-9_]*) break ;; esac # a command name such as a.b=c
+        case "$st_w" in *[\'\"\\\$\`]*) return 0 ;; esac # quoted value: the shell must parse it
+        st_pre="$st_pre$st_w "
+        st_t=${st_t#"$st_w"}
+        st_t=${st_t#"${st_t%%[! 	]*}"}
+    done
+    st_w=${st_t%%[ 	]*}
+    case "$st_w" in
+        exec)
+            START_MODE=exec
+            REPLY=$st_c
+            return 0
+            ;;
+        '' | if | then | else | elif | fi | do | done | case | esac | while | until | for | in | '{' | '}' | '!' | \
+            '[[' | function | select | . | : | source | eval | cd | set | trap | ulimit | umask | export | \
+            readonly | unset | wait | read | command | builtin | local | typeset | alias | shift) return 0 ;;
+    esac
+    START_MODE=exec
+    REPLY="${st_pre}exec $st_t"
+}
+
 # spawn I MODE -> SPAWN_PID, SPAWN_IDENT. MODE "monitor" (we stay its parent) or "detached".
 spawn() {
     pget "$1" NAME
     sp_n=$REPLY
     pget "$1" START
+    start_text "$REPLY"
     sp_cmd=$REPLY
     pget "$1" PIDFILE
     sp_pf=$REPLY
@@ -398,12 +579,15 @@ spawn() {
     fi
     SPAWN_PID=$!
     SPAWN_IDENT=
+    sp_start=-
+    sp_pgid=-
+    [ -n "$SETSID" ] && sp_pgid=$SPAWN_PID # setsid: leader of its own session and group
     if [ -n "$HAVE_PROC" ] && proc_stat "$SPAWN_PID"; then
+        sp_start=$PS_START
         SPAWN_IDENT="$BOOTID $PS_START"
-        printf '%s %s\n' "$SPAWN_PID" "$SPAWN_IDENT" >"$PL/run/$sp_n.ident"
-    else
-        rm -f "$PL/run/$sp_n.ident"
+        [ "$PS_PGRP" = "$SPAWN_PID" ] && sp_pgid=$SPAWN_PID # set -m made it a group leader
     fi
+    printf '%s %s %s %s %s\n' "$SPAWN_PID" "$BOOTID" "$sp_start" "$sp_pgid" "$START_MODE" >"$PL/run/$sp_n.ident"
     if ! { printf '%s\n' "$SPAWN_PID" >"$sp_pf.tmp.$$" && mv -f "$sp_pf.tmp.$$" "$sp_pf"; }; then
         event "pidfile-failed $sp_n pid=$SPAWN_PID file=$sp_pf"
     fi
@@ -481,9 +665,14 @@ reap() {
     pget "$1" NAME
     rp_n=$REPLY
     event "exit $rp_n pid=$2 status=$rp_status ran=${rp_ran}s"
-    # What is left of its process group (children of the dead leader) would only get in the way
-    # of the next start (ports, files): ask it to leave.
-    kill -s TERM -- "-$2" 2>/dev/null && event "leftovers $rp_n pgid=$2 signal=TERM"
+    # What is left of its process group (children of the dead leader) would run unsupervised and
+    # get in the way of the next start (ports, files): end it now. Without /proc, only our own
+    # child's group (setsid made it the leader) is asked to leave, as nothing else can be checked.
+    if [ -n "$HAVE_PROC" ]; then
+        end_leftovers "$1"
+    elif [ "$rp_status" != - ] && [ -n "$SETSID" ]; then
+        kill -s TERM -- "-$2" 2>/dev/null && event "leftovers $rp_n pgid=$2 signal=TERM"
+    fi
     if [ -e "$PL/stopped/$rp_n" ]; then
         sset "$1" STATE stopped
     elif [ -e "$PL/kick/$rp_n" ]; then # stopped by proc-restart: not a failed start
@@ -530,6 +719,9 @@ try_start() {
         sset "$1" STATE stopped
     elif running "$1"; then
         adopt "$1" "$RP_PID" "$RP_IDENT"
+    elif ! end_leftovers "$1"; then # a previous monitor's group: never a second copy beside it
+        event "start-failed $ts_n (what its last process group left survived SIGKILL)"
+        schedule_backoff "$1"
     elif spawn "$1" monitor; then
         sget "$1" ONCE
         if [ -n "$REPLY" ]; then
@@ -846,8 +1038,20 @@ stop_one() {
         return 1
     fi
     if ! running "$1"; then
+        end_leftovers "$1"
+        so_rc=$?
         rm -rf "$so_lock"
-        say "$so_n: not running"
+        if [ "$so_rc" != 0 ]; then
+            err "$so_n: what its dead process group (pgid $ID_PGID) left survived SIGKILL"
+            return 1
+        fi
+        if [ "$EL_N" -gt 0 ]; then
+            pget "$1" PIDFILE
+            rm -f "$REPLY" "$PL/run/$so_n.ident"
+            say "$so_n: not running (ended $EL_N leftover process(es) of group $ID_PGID)"
+        else
+            say "$so_n: not running"
+        fi
         return 0
     fi
     so_pid=$RP_PID
@@ -936,6 +1140,9 @@ direct_start() {
         say "$ds_n: stopped (marked stopped meanwhile)"
     elif running "$1"; then
         say "$ds_n: already running (pid $RP_PID)"
+    elif ! end_leftovers "$1"; then
+        err "$ds_n: cannot start: what its last process group left survived SIGKILL"
+        ds_rc=1
     elif spawn "$1" detached; then
         event "start $ds_n pid=$SPAWN_PID by=proc-start"
         say "$ds_n: started (pid $SPAWN_PID)"
@@ -1046,32 +1253,83 @@ cmd_proc_restart() {
     start_set $TARGETS
 }
 
+# reload_send I: the RELOAD command, else SIGHUP to the service (exec mode: its pid; group mode:
+# its process group, whose wrapper shell survives it). Remembers pid, identity and how in
+# S<I>_RPID, S<I>_RID, S<I>_RHOW for reload_check; status 1 (said why) when nothing was sent.
+reload_send() {
+    pget "$1" NAME
+    rl_n=$REPLY
+    pget "$1" RELOAD
+    rl_cmd=$REPLY
+    sset "$1" RPID ""
+    if ! running "$1"; then
+        err "$rl_n: not running"
+        return 1
+    fi
+    rl_pid=$RP_PID
+    if [ -n "$rl_cmd" ]; then
+        event "reload $rl_n pid=$rl_pid via=command"
+        (cd "$ROOT" && exec sh -c "$rl_cmd") </dev/null >>"$PL/run/$rl_n.out" 2>&1
+        rl_s=$?
+        if [ "$rl_s" != 0 ]; then
+            err "$rl_n: reload command failed with status $rl_s (output in .pltui/run/$rl_n.out)"
+            return 1
+        fi
+        rl_how="reload command"
+    elif [ "$RP_MODE" = group ] && [ -z "$RP_PGID" ]; then
+        # no setsid and no job control: the group is the monitor's; the wrapper alone would get it
+        err "$rl_n: cannot reload by SIGHUP: its compound start command has no process group of its own (no setsid here); configure a reload command or a simple start command"
+        return 1
+    elif [ "$RP_MODE" = group ]; then
+        kill -s HUP -- "-$RP_PGID" 2>/dev/null
+        event "reload $rl_n pid=$rl_pid pgid=$RP_PGID via=SIGHUP"
+        rl_how="SIGHUP to process group $RP_PGID"
+    else
+        kill -s HUP "$rl_pid" 2>/dev/null
+        event "reload $rl_n pid=$rl_pid via=SIGHUP"
+        rl_how="SIGHUP to pid $rl_pid"
+    fi
+    sset "$1" RPID "$rl_pid"
+    sset "$1" RID "$RP_IDENT"
+    sset "$1" RHOW "$rl_how"
+}
+
+# reload_check I: a reload must leave the same process running. A process that died or was
+# replaced fails the reload (the monitor restarts it as after any exit), never "reloaded".
+reload_check() {
+    pget "$1" NAME
+    rl_n=$REPLY
+    sget "$1" RPID
+    rl_pid=$REPLY
+    [ -n "$rl_pid" ] || return 1
+    sget "$1" RHOW
+    rl_how=$REPLY
+    sget "$1" RID
+    if ! alive "$rl_pid" "$REPLY" || ! read_pidfile "$1" || [ "$RP_PID" != "$rl_pid" ]; then
+        event "reload-failed $rl_n pid=$rl_pid"
+        err "$rl_n: pid $rl_pid did not survive the reload ($rl_how): restarted, not reloaded"
+        return 1
+    fi
+    say "$rl_n: reloaded ($rl_how)"
+}
+
+# cmd_reload NAME|all: reload every target, give them RELOAD_SETTLE seconds together, check each
 cmd_reload() {
     targets "$1"
     rl_rc=0
+    rl_sent=
     for rl_i in $TARGETS; do
-        pget "$rl_i" NAME
-        rl_n=$REPLY
-        pget "$rl_i" RELOAD
-        rl_cmd=$REPLY
-        if [ -n "$rl_cmd" ]; then
-            event "reload $rl_n via=command"
-            (cd "$ROOT" && exec sh -c "$rl_cmd") </dev/null >>"$PL/run/$rl_n.out" 2>&1
-            rl_s=$?
-            if [ "$rl_s" = 0 ]; then
-                say "$rl_n: reloaded (reload command)"
-            else
-                err "$rl_n: reload command failed with status $rl_s (output in .pltui/run/$rl_n.out)"
-                rl_rc=1
-            fi
-        elif running "$rl_i"; then
-            kill -s HUP "$RP_PID" 2>/dev/null
-            event "reload $rl_n pid=$RP_PID via=SIGHUP"
-            say "$rl_n: reloaded (SIGHUP to pid $RP_PID)"
-        else
-            err "$rl_n: not running"
-            rl_rc=1
-        fi
+        if reload_send "$rl_i"; then rl_sent="$rl_sent $rl_i"; else rl_rc=1; fi
+    done
+    [ -n "$rl_sent" ] || return "$rl_rc"
+    tenths "$RELOAD_SETTLE"
+    rl_left=$REPLY
+    while [ "$rl_left" -gt 0 ]; do
+        nap
+        rl_left=$((rl_left - NAP))
+    done
+    for rl_i in $rl_sent; do
+        reload_check "$rl_i" || rl_rc=1
     done
     return "$rl_rc"
 }

@@ -211,9 +211,19 @@ each_proc() {  # each_proc FUNCTION
     done
 }
 
+# reload_one (no monitor): the RELOAD command, which must leave the same process running (checked
+# a second later: a reload that killed or replaced it fails, it is never reported as reloaded);
+# without a RELOAD command the process is restarted. With a monitor, `monitor.sh reload` does
+# this, and sends SIGHUP to the service itself where no command is configured.
 reload_one() {
     if [ -n "$RELOAD" ]; then
+        before=$(pid_of)
+        alive "$before" || die "process $NAME is not running: nothing to reload"
         sh -c "$RELOAD" </dev/null >/dev/null 2>&1 || die "reload command of $NAME failed"
+        nap 1
+        after=$(pid_of)
+        alive "$before" && [ "$after" = "$before" ] ||
+            die "process $NAME (pid $before) did not survive its reload command: restarted, not reloaded"
     else
         stop_one
         start_one
