@@ -2,13 +2,15 @@
 # Install everything the tests need, then run them. README's second set-up command.
 # System packages are installed with apt only when missing: openssh-server/-client (the tests
 # run a real sshd on loopback) and the shells the portability tests log in with (busybox, mksh,
-# posh, yash; tests/test_shells.py, one sshd node per shell; a missing shell skips its tests).
+# posh, yash; tests/test_shells.py, one sshd node per shell; a missing shell skips its tests),
+# and chromium with its driver (tests/test_web.py drives the browser view in a real browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # package:command pairs; a package is wanted when its command is not found
 WANT=""
-for pair in openssh-server:/usr/sbin/sshd openssh-client:ssh busybox:busybox mksh:mksh posh:posh yash:yash; do
+for pair in openssh-server:/usr/sbin/sshd openssh-client:ssh busybox:busybox mksh:mksh posh:posh yash:yash \
+            chromium:chromium chromium-driver:chromedriver; do
     pkg=${pair%%:*}
     cmd=${pair#*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ] && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/bin/$cmd" ]; then
@@ -22,15 +24,6 @@ if [ -n "$WANT" ]; then
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $WANT >/dev/null
-fi
-
-# tests/test_web.py drives the browser view in a real browser (it skips when chromium is missing)
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    echo "scripts/test.sh: installing chromium and chromium-driver (browser view test)"
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
