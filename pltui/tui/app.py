@@ -24,12 +24,13 @@ from textual.timer import Timer
 
 from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeUpdated, Notice, SweepFinished,
                          SweepStarted)
-from pltui.sanitize import clean_line
+from pltui.sanitize import clean, clean_line
 from pltui.sweep import Engine
 from pltui.tui import settings, themes
 from pltui.tui.cells import AGE_TICK
 from pltui.tui.commands import CommandLine
 from pltui.tui.dispatch import ActionRun
+from pltui.tui.keyhold import KeyHold
 from pltui.tui.operations import Operations
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.screens.detail import DetailScreen
@@ -45,7 +46,7 @@ FLUSH_INTERVAL = 0.25
 FLUSH_ROWS = 300       # rows recomputed per flush at most (rows on screen first); the rest next time
 
 
-class ConsoleApp(CommandLine, Operations, App):
+class ConsoleApp(KeyHold, CommandLine, Operations, App):
     CSS_PATH = Path(__file__).with_name("pltui.tcss")   # absolute: subclasses live elsewhere
     TITLE = "pltui"
     BINDINGS = [
@@ -140,6 +141,14 @@ class ConsoleApp(CommandLine, Operations, App):
         self.theme = name
         self.notify(f"theme {name}")
 
+    def notify(self, message, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast of the console is plain text: messages quote what the operator typed and
+        what nodes sent (`[/x]` must show as `[/x]`, not end the app with a MarkupError), so markup
+        is never parsed, whatever a caller asks, and control bytes are replaced."""
+        super().notify(clean(str(message), limit=2000, newlines=True), title=clean_line(str(title), 120),
+                       severity=severity, timeout=timeout, markup=False)
+
     def add_startup_note(self, level: str, message: str) -> None:
         """A notification shown once the console is up (store or file-descriptor warnings)."""
         self._startup_notes.append((level, message))
@@ -148,6 +157,11 @@ class ConsoleApp(CommandLine, Operations, App):
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    def push_screen(self, screen, callback=None, wait_for_dismiss: bool = False, **kwargs):
+        """Keys that arrive while the screen opens wait for it (see keyhold)."""
+        self.hold_keys()
+        return super().push_screen(screen, callback, wait_for_dismiss, **kwargs)
 
     @property
     def main(self) -> MainScreen | None:

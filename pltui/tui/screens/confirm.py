@@ -45,5 +45,8 @@ class ConfirmScreen(ModalScreen[bool]):
             keys.append(" / esc / enter  no (default)")
             yield Static(keys, id="confirm-keys")
 
+    def on_mount(self) -> None:
+        self.app.release_keys()
+
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

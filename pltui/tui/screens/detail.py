@@ -188,6 +188,7 @@ class DetailScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
         self.render_node()
+        self.app.release_keys()
 
     def render_node(self) -> None:
         app = self.app

@@ -107,6 +107,7 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll").focus()
+        self.app.release_keys()
 
     def action_close(self) -> None:
         self.dismiss(None)

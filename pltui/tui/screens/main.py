@@ -28,8 +28,10 @@ MUTATING = {"heal", "rollout", "restart", "exec", "repair"}
 class MainScreen(Screen):
     BINDINGS = [
         Binding("space", "mark", "Mark"),
-        Binding("slash", "filter", "Filter"),
-        Binding("colon", "command_line", "Cmd"),
+        # Priority: run in the app's task as the key arrives, so the prompt is pushed (and the
+        # keys after it held for it) before the next key of a burst is dispatched to the table.
+        Binding("slash", "filter", "Filter", priority=True),
+        Binding("colon", "command_line", "Cmd", priority=True),
         Binding("s", "sweep", "Sweep"),
         Binding("g", "mark_group", "Mark group", show=False),
         Binding("m", "mark_state", "Mark by state", show=False),
@@ -62,6 +64,7 @@ class MainScreen(Screen):
         self.table.rebuild()
         self.table.focus()
         self.app.refresh_header()
+        self.app.release_keys()
 
     @property
     def table(self) -> NodeTable:

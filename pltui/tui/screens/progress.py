@@ -173,6 +173,7 @@ class ProgressScreen(Screen):
         if not self.job.finished:
             self._poll = self.set_interval(0.5, self._tick)
         self.update_run(force=True)
+        self.app.release_keys()
 
     def _styles(self):
         return self.app.view.styles

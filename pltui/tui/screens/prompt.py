@@ -36,6 +36,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+        self.app.release_keys()            # keys typed while this opened go to the input now
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -72,6 +73,7 @@ class ChoiceScreen(ModalScreen[str | None]):
                 if key == self.current:
                     options.highlighted = index
                     break
+        self.app.release_keys()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
