@@ -91,6 +91,8 @@ async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: s
                                              version_file=fleet.service.version_file)
         except BundleError as exc:
             raise ActionError(str(exc)) from None
+        except (RuntimeError, ValueError, OSError) as exc:   # `~x` with no such user, NUL bytes...
+            raise ActionError(f"bundle {option!r}: {exc}") from None
         stages = module.build_stages(fleet, names)
         action = module.Rollout.new(fleet, engine.transport, engine.store, bundle, stages,
                                     state_dir=ctx.state_dir, **common)

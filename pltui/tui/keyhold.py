@@ -25,7 +25,7 @@ class ReleaseKeys(events.Event):
 class KeyHold:
     """Mixin for the App: `hold_keys()` when a screen opens, `release_keys()` when it is ready."""
 
-    _held: list[events.Key] | None = None
+    _held: list[events.Event] | None = None
     _hold_timer = None
 
     def hold_keys(self) -> None:
@@ -44,7 +44,7 @@ class KeyHold:
         return self._held is not None
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and not event.is_forwarded and self._held is not None:
+        if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded and self._held is not None:
             self._held.append(event)
             return
         if isinstance(event, ReleaseKeys):

@@ -171,6 +171,10 @@ class Operations:
         except (ActionError, FleetError, ValueError, TypeError, OSError, StoreError) as exc:
             self.notify(clean_line(str(exc), 500), title=f"{spec.name} cannot start", severity="error")
             return
+        except Exception as exc:  # a bug in building must not take the console down
+            self.notify(clean_line(f"{type(exc).__name__}: {exc}", 500), title=f"{spec.name} cannot start",
+                        severity="error")
+            return
         count = len(action.nodes)
         question = Text(end="")
         question.append(f"{spec.title} {count} node{'s' if count != 1 else ''}?", "bold")

@@ -12,6 +12,10 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from pltui.sanitize import clean_line
+
+MAX_INPUT = 4096
+
 
 class PromptScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Back")]
@@ -37,6 +41,12 @@ class PromptScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
         self.app.release_keys()            # keys typed while this opened go to the input now
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A paste may carry escapes and control bytes: the input never shows (or returns) them."""
+        safe = clean_line(event.value, MAX_INPUT)
+        if safe != event.value:
+            event.input.value = safe
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
