@@ -51,7 +51,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("seen", "seen", 6, 3),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
-SORTABLE = tuple(c.key for c in COLUMNS)
+SORTABLE = ("status",) + tuple(c.key for c in COLUMNS)   # status: worst first, not a column of its own
 
 
 def fit_columns(width: int, node_width: int, padding: int = 1) -> list[Column]:
@@ -221,6 +221,12 @@ def sort_key(key: str, status: NodeStatus, ctx: Context, index: int) -> tuple:
         value = (0 if name in ctx.marks else 1,)
     elif key == "node":
         value = ()
+    elif key == "status":
+        # Worst first: down, degraded, unknown, then up nodes that still need a look (isolated,
+        # drifted, no answer for a while), then the healthy ones.
+        stale = bool(status.observed) and ctx.now - status.observed > ctx.stale_after
+        value = (_HEALTH_ORDER[status.health], 0 if name in ctx.consensus.isolated else 1,
+                 -len(ctx.consensus.drift.get(name, ())), 0 if stale else 1)
     elif key == "group":
         value = (group_label(ctx.fleet, name),)
     elif key == "ssh":

@@ -15,7 +15,7 @@ from rich.style import Style
 from pltui.nodesets import Selector, fold
 from pltui.sweep import Engine
 from pltui.tui.cells import COLUMNS, Context, row_cells, sort_key
-from pltui.tui.filters import Filter
+from pltui.tui.filters import Filter, node_states
 
 ALL_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -64,6 +64,18 @@ class ConsoleView:
         stale = max(2 * self.fleet.sweep.interval, 60.0)
         return Context(self.fleet, self.consensus, self.marks, self.styles, self.clock(), stale,
                        self._group_cache)
+
+    def states_of(self, name: str) -> frozenset:
+        """The filter's state words for one node (down, drift, stale, version=X...)."""
+        if name not in self.index:
+            return frozenset()
+        stale = max(2 * self.fleet.sweep.interval, 60.0)
+        node = self.fleet.nodes.get(name)
+        return node_states(name, self.statuses[name], self.consensus, self.marks, self.clock(), stale,
+                           node.track if node is not None else None)
+
+    def troubled(self, name: str) -> bool:
+        return "trouble" in self.states_of(name)
 
     def cells(self, name: str, ctx: Context) -> dict[str, object]:
         return row_cells(self.statuses[name], ctx, ALL_KEYS)

@@ -3,6 +3,8 @@ choice list (`g` group, `m` mark by state, `t` theme). Escape always backs out w
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,8 +23,10 @@ class PromptScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Back")]
 
     def __init__(self, title: str, *, value: str = "", placeholder: str = "", hint: Text | str = "",
-                 suggestions: list[str] | None = None, prefix: str = ""):
+                 suggestions: list[str] | None = None, prefix: str = "",
+                 on_change: Callable[[str], None] | None = None):
         super().__init__()
+        self.on_change = on_change         # called with each new value (incremental filter)
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
@@ -47,6 +51,9 @@ class PromptScreen(ModalScreen[str | None]):
         safe = clean_line(event.value, MAX_INPUT)
         if safe != event.value:
             event.input.value = safe
+            return                         # the cleaned value comes back as its own Changed
+        if self.on_change is not None:
+            self.on_change(safe)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -123,6 +123,8 @@ class NodeTable(DataTable):
         label = Text(column.label, style="bold", end="")
         if column.key == self.view.sort_column and column.key != "mark":
             label.append(" ▼" if self.view.sort_reverse else " ▲")
+        elif column.key == "node" and self.view.sort_column == "status":
+            label.append(" best▲" if self.view.sort_reverse else " worst▲")
         return label
 
     def rebuild(self) -> None:
