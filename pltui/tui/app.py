@@ -22,8 +22,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeUpdated, Notice, SweepFinished,
-                         SweepStarted)
+from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeTransition, NodeUpdated, Notice,
+                         SweepFinished, SweepStarted)
 from pltui.sanitize import clean, clean_line
 from pltui.sweep import Engine
 from pltui.tui import settings, themes
@@ -39,8 +39,20 @@ from pltui.tui.screens.main import MainScreen
 from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import ChoiceScreen
 from pltui.tui.view import ConsoleView
-from pltui.tui.widgets.event_pane import event_line
+from pltui.tui.widgets.event_pane import TRANSITION_LEVEL, event_line, transition_message
 from pltui.tui.widgets.header_bar import header_text
+
+def run_state(run: ActionRun) -> str:
+    """What a running action is doing, for the header: a rollout stopped at a stage gate is not
+    "running", it waits for the operator."""
+    if run.control.waiting_at_gate:
+        return "waiting for you"
+    if run.control.aborted:
+        return "aborting"
+    if run.control.paused:
+        return "paused"
+    return "running"
+
 
 FLUSH_INTERVAL = 0.25
 FLUSH_ROWS = 300       # rows recomputed per flush at most (rows on screen first); the rest next time
@@ -67,6 +79,8 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
         self.engine_task: asyncio.Task | None = None
         self.runs: list[ActionRun] = []
         self.events_unseen = 0
+        self.changes_unseen = 0           # node transitions not yet seen in the event pane
+        self.bell_on_trouble = False      # setting `bell`: ring the terminal bell when a node goes bad
         self.flushes = 0
         self._queue: asyncio.Queue | None = None
         self._dirty: set[str] = set()
@@ -96,6 +110,7 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
         saved, problem = settings.load(self.config_dir)
         if problem:
             self._startup_notes.append(("warning", problem))
+        self.bell_on_trouble = bool(saved.get("bell", False))
         name = wanted or saved.get("theme") or themes.DEFAULT_THEME
         if name not in self.available_themes:
             self._startup_notes.append(("warning", f"theme {name!r} not found; using {themes.DEFAULT_THEME}"))
@@ -230,6 +245,8 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
                 # The first sweep builds that long-lived heap (~150 objects per node): full
                 # collections during it would scan a growing heap again and again, each a pause.
                 gc.disable()
+        elif isinstance(event, NodeTransition):
+            self._transition(event)
         elif isinstance(event, HealDone):
             self._dirty.add(event.node)
             self._line(event.time, "ok" if event.ok else "error", event.message, event.node)
@@ -246,10 +263,29 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
                 self._line(event.time, "error" if event.node else "info",
                            f"{event.kind}: {event.state} {event.detail}".strip(), event.node)
 
-    def _line(self, when: float, level: str, message: str, node: str | None = None) -> None:
+    def _transition(self, event: NodeTransition) -> None:
+        """A node changed state: one line in the event pane with since when, a badge until the
+        pane is seen, and the bell (if asked for) when a node goes bad."""
+        if event.node in self.view.index:
+            self._dirty.add(event.node)
+        level = TRANSITION_LEVEL.get(event.kind, "info")
+        self._line(event.time, level, transition_message(event), event.node, count=False)
+        main = self.main
+        if main is None or not main.events.display:
+            self.changes_unseen += 1
+        if self.bell_on_trouble and level == "error":
+            self.bell()
+
+    def set_bell(self, on: bool) -> None:
+        self.bell_on_trouble = on
+        problem = settings.save({"bell": on}, self.config_dir)
+        self.notify(problem or f"bell {'on: rings when a node goes down or crash-loops' if on else 'off'}",
+                    severity="warning" if problem else "information")
+
+    def _line(self, when: float, level: str, message: str, node: str | None = None, count: bool = True) -> None:
         self._lines.append((when, level, message, node))
         main = self.main
-        if level in ("error", "warning") and (main is None or not main.events.display):
+        if count and level in ("error", "warning") and (main is None or not main.events.display):
             self.events_unseen += 1
 
     def schedule_flush(self) -> None:
@@ -299,8 +335,9 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
         main = self.main
         if main is None or not main.is_mounted:
             return
-        running = [r.kind for r in self.runs if not r.finished]
-        main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running))
+        running = [f"{r.kind} {run_state(r)}" for r in self.runs if not r.finished]
+        main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running,
+                                     changes_unseen=self.changes_unseen))
 
     def _refresh_ages(self) -> None:
         main = self.main

@@ -113,8 +113,12 @@ def group_label(fleet: Fleet, name: str) -> str:
     return f"{groups[0]}/{track}"
 
 
-def checksum_word(name: str, ctx: Context) -> str:
+def checksum_word(name: str, ctx: Context, status: NodeStatus | None = None) -> str:
+    """ok, drift N, no quorum, `-`; `stale` for a node that does not answer now: its digests
+    are from before it went down, so "ok" would be a claim about a node nobody can see."""
     state = ctx.consensus.checksum_state(name)
+    if status is not None and state != "-" and status.ssh != SSHState.OK:
+        return "stale"
     if state == "ok":
         node = ctx.fleet.nodes.get(name)
         if node is not None and ctx.consensus.no_quorum.get(node.track):
@@ -183,7 +187,7 @@ def cell(key: str, status: NodeStatus, ctx: Context, health: Health | None = Non
             return text(f"{clean_line(status.protocol, 32)}!", ctx.style("isolated", bold=True, reverse=True))
         return text(status.protocol, "", 32)
     if key == "checksums":
-        word = checksum_word(name, ctx)
+        word = checksum_word(name, ctx, status)
         var = "node-up" if word == "ok" else "drift" if word.startswith("drift") else \
             "node-degraded" if word == "no quorum" else "muted"
         return text(word, ctx.style(var, bold=word.startswith("drift")))

@@ -22,7 +22,7 @@ ALIASES = {"q": "quit", "quit": "quit", "exit": "quit", "checksum": "checksums",
            "fix": "repair", "log": "logs", "h": "help", "?": "help"}
 NAMES = ("rollout", "restart", "logs", "capture", "exec", "repair", "heal", "sweep", "checksums", "mark",
          "unmark", "group", "filter", "sort", "theme", "events", "pause", "help", "quit", "progress", "copy",
-         "export")
+         "export", "bell")
 
 
 class CommandError(ValueError):
@@ -58,6 +58,8 @@ def parse(line: str) -> Command | None:
         raise CommandError(f"usage: :{name} NODESET  (e.g. @alpha or pl[1-4])")
     if name == "exec" and not rest.strip():
         raise CommandError("usage: :exec COMMAND")
+    if name == "bell" and (len(args) > 1 or (args and args[0] not in ("on", "off"))):
+        raise CommandError("usage: :bell [on|off]  (ring when a node goes down or crash-loops)")
     if name == "export" and len(args) != 1:
         raise CommandError("usage: :export FILE  (.json, else CSV: the rows shown)")
     if name == "theme" and len(args) > 1:
@@ -101,6 +103,8 @@ class CommandLine:
                 self.notify(f"no column {args[0]!r}; one of {', '.join(SORTABLE)}", severity="error")
             else:
                 main.set_sort(column, len(args) > 1 and args[1] == "desc")
+        elif name == "bell":
+            self.set_bell(args[0] == "on" if args else not self.bell_on_trouble)
         elif name == "copy" and main is not None:
             main.action_copy_set()
         elif name == "export" and main is not None:

@@ -140,7 +140,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
                       _t(f"{verdict.holders}/{verdict.answering}" if verdict else "-"))
     if len(drifted) > 200:
         files.add_row(_t(f"... and {len(drifted) - 200} more"), "", "", "")
-    sums = Text(f"checksums: {checksum_word(name, ctx)}")
+    sums = Text(f"checksums: {checksum_word(name, ctx, status)}")
     noq = consensus.no_quorum.get(node.track, [])
     if noq:
         sums.append(f"   {len(noq)} file(s) of track {clean_line(node.track, 32)} without quorum", ctx.style("node-degraded"))

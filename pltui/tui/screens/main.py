@@ -68,7 +68,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.table.rebuild()
         self.table.focus()
-        self.app.refresh_header()
+        self.call_after_refresh(self.app.refresh_header)   # is_mounted is only true after on_mount
         self.app.release_keys()
 
     @property
@@ -112,6 +112,7 @@ class MainScreen(Screen):
         pane.display = not pane.display
         if pane.display:
             self.app.events_unseen = 0
+            self.app.changes_unseen = 0
         self.app.refresh_header()
 
     def action_pause(self) -> None:
