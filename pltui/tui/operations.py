@@ -17,9 +17,9 @@ from pltui.fleet import FleetError, save_group
 from pltui.nodesets import fold
 from pltui.sanitize import clean_line
 from pltui.store import StoreError
-from pltui.ssh import ssh_command_line
 from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, resolve
 from pltui.tui.screens.confirm import ConfirmScreen
+from pltui.tui.shell import SSH_FAILED, ShellRefused, run_shell, shell_argv
 from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import PromptScreen
 
@@ -238,19 +238,26 @@ class Operations:
         self.view.refresh_selector()
         self.notify(f"saved @{group} ({len(names)} nodes) to {fleet.path.name}; previous file kept as .bak")
 
-    def shell_argv(self, name: str) -> list[str]:
-        return ssh_command_line(self.view.fleet, self.view.fleet.nodes[name])
+    def shell_argv(self, name: str, log_file: str | None = None) -> list[str]:
+        return shell_argv(self.view.fleet, self.view.fleet.nodes[name], log_file)
 
     def open_shell(self, name: str) -> None:
-        argv = self.shell_argv(name)
+        try:
+            self.shell_argv(name)
+        except ShellRefused as exc:
+            self.notify(str(exc), title="no shell", severity="error")
+            return
         try:
             with self.suspend():
-                code = subprocess.call(argv)
+                code, cause = run_shell(lambda log: self.shell_argv(name, log), subprocess.call)
         except SuspendNotSupported:
             self.notify("cannot hand the terminal to ssh here", severity="error")
             return
         except OSError as exc:
             self.notify(f"ssh: {exc}", severity="error")
             return
-        if code:
-            self.notify(f"ssh to {name} exited with {code}", severity="warning")
+        if code == SSH_FAILED:
+            self.notify(f"ssh to {name} failed: {cause or 'ssh gave no reason (exit 255)'}",
+                        title="shell", severity="error", timeout=15)
+        elif code:
+            self.notify(f"shell on {name} ended with status {code}")
