@@ -1,7 +1,9 @@
 """The `:` command line (parsed here, carried out by the app's methods) and the pltui entries of
 the command palette (Ctrl+P).
 
-`:rollout [BUNDLE]`, `:restart`, `:logs`, `:capture`, `:exec COMMAND...`, `:repair`, `:heal`,
+`:rollout [BUNDLE [--reload --failhard --batch B --parallel N --max-fail F]]`, `:rollouts`,
+`:restart`, `:start`, `:stop`, `:reload`, `:reboot` (typed confirmation), `:copy`, `:export FILE`,
+`:bell [on|off]`, `:logs`, `:capture`, `:exec COMMAND...`, `:repair`, `:heal`,
 `:sweep`, `:checksums`, `:mark NODESET`, `:unmark NODESET`, `:group save NAME`, `:filter EXPR`,
 `:sort COLUMN [desc]`, `:theme NAME`, `:events`, `:pause`, `:help`, `:q`.
 """
@@ -20,9 +22,9 @@ from pltui.tui.dispatch import SPECS
 
 ALIASES = {"q": "quit", "quit": "quit", "exit": "quit", "checksum": "checksums", "x": "exec",
            "fix": "repair", "log": "logs", "h": "help", "?": "help"}
-NAMES = ("rollout", "restart", "logs", "capture", "exec", "repair", "heal", "sweep", "checksums", "mark",
-         "unmark", "group", "filter", "sort", "theme", "events", "pause", "help", "quit", "progress", "copy",
-         "export", "bell")
+NAMES = ("rollout", "restart", "start", "stop", "reload", "reboot", "logs", "capture", "exec", "repair", "heal",
+         "sweep", "checksums", "mark", "unmark", "group", "filter", "sort", "theme", "events", "pause", "help",
+         "quit", "progress", "copy", "export", "bell", "rollouts")
 
 
 class CommandError(ValueError):
@@ -103,6 +105,8 @@ class CommandLine:
                 self.notify(f"no column {args[0]!r}; one of {', '.join(SORTABLE)}", severity="error")
             else:
                 main.set_sort(column, len(args) > 1 and args[1] == "desc")
+        elif name == "rollouts":
+            self.show_rollouts()
         elif name == "bell":
             self.set_bell(args[0] == "on" if args else not self.bell_on_trouble)
         elif name == "copy" and main is not None:

@@ -182,14 +182,66 @@ class Operations:
             question.append(f"\n{'bundle' if spec.name == 'rollout' else 'command' if spec.name == 'exec' else 'into'}: "
                             f"{clean_line(option, 200)}")
         question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
-        if not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
-                                                         plan_text(plan), yes=f"{spec.name} {count} nodes")):
+        if spec.typed_confirm:
+            if not await self._typed_confirmation(spec.name, count, question):
+                return
+        elif not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
+                                                           plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
             return
         run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
         self.runs.append(run)
         self._run_action(run)
         self.push_screen(ProgressScreen(run))
+
+    @work(group="ask")
+    async def start_saved_rollout(self, action_id: str, mode: str) -> None:
+        """Resume or roll back a saved rollout: the CLI's --resume/--rollback, reviewed first."""
+        if self._refuse_readonly(f"rollout {mode}"):
+            return
+        from pltui.actions.rollout import Rollout
+
+        spec = SPECS["rollout"]
+        engine = self.view.engine
+        control = Control()
+        try:
+            if engine.store is None:
+                raise ActionError(f"no state database: {engine.store_error or 'unavailable'}")
+            action = Rollout.load(self.view.fleet, engine.transport, engine.store, action_id, mode=mode,
+                                  emit=engine.emit, control=control, state_dir=self.state_dir)
+            plan = action.plan()
+        except Exception as exc:  # ActionError, or a saved state this version cannot read
+            self.notify(clean_line(str(exc), 500), title=f"rollout {mode} cannot start", severity="error")
+            return
+        count = len(action.nodes)
+        question = Text(end="")
+        question.append(f"{'Resume' if mode == 'resume' else 'Roll back'} rollout {clean_line(action_id, 80)} "
+                        f"on {count} node{'s' if count != 1 else ''}?", "bold")
+        question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
+        if not await self.push_screen_wait(ConfirmScreen(f"rollout {mode}: review and confirm", question,
+                                                         plan_text(plan), yes=f"{mode} {count} nodes")):
+            self.notify(f"rollout {mode} cancelled")
+            return
+        run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
+        self.runs.append(run)
+        self._run_action(run)
+        self.push_screen(ProgressScreen(run))
+
+    def show_rollouts(self) -> None:
+        from pltui.tui.screens.rollouts import RolloutsScreen
+
+        self.push_screen(RolloutsScreen())
+
+    async def _typed_confirmation(self, verb: str, count: int, question: Text) -> bool:
+        """For what cannot be undone (reboot): the operator types the node count or the verb."""
+        hint = question.copy()
+        hint.append(f"\nType {count} (the node count) or {verb!r} and enter; anything else cancels.")
+        answer = await self.push_screen_wait(PromptScreen(f"{verb}: type to confirm", hint=hint,
+                                                          placeholder=f"{count} or {verb}"))
+        if (answer or "").strip() not in (str(count), verb):
+            self.notify(f"{verb} cancelled" + (f" (typed {answer.strip()!r})" if answer else ""))
+            return False
+        return True
 
     @work(group="actions")
     async def _run_action(self, run: ActionRun) -> None:

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from pltui.nodesets import NodeSetError, fold
+from pltui.sanitize import clean_line
 from pltui.tui.cells import SORTABLE
 from pltui.tui.filters import STATE_CHOICES, FilterError, compile_filter, nodes_in_state, version_choices
 from pltui.tui.screens.prompt import ChoiceScreen, PromptScreen
@@ -56,6 +57,7 @@ class MainScreen(Screen):
         Binding("c", "act('capture')", "Capture", show=False),
         Binding("x", "act('exec')", "Exec", show=False),
         Binding("F", "act('repair')", "Repair drift", show=False),
+        Binding("o", "service_menu", "Service", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -292,6 +294,22 @@ class MainScreen(Screen):
 
     def action_heal(self) -> None:
         self.app.start_heal()
+
+    def action_service_menu(self) -> None:
+        """`o`: the service's lifecycle on the selection, and the rollouts screen."""
+        choices = [("start", "start the service's processes"), ("stop", "stop them (on purpose: they stay stopped)"),
+                   ("restart", "restart them (R)"), ("reload", "reload them without a restart"),
+                   ("reboot", "reboot the nodes (you type the node count to confirm)"),
+                   ("rollouts", "past and interrupted rollouts: resume, roll back")]
+        if self.app.view.readonly:
+            choices = [c for c in choices if c[0] == "rollouts"]
+
+        def chosen(choice: str | None) -> None:
+            if choice:
+                self.app.run_command(choice)
+
+        self.app.push_screen(ChoiceScreen(clean_line(f"Service on {self.app.view.describe(self.app.targets())}", 70), choices),
+                             chosen)
 
     def action_act(self, name: str) -> None:
         self.app.start_action(name)
