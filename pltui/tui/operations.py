@@ -37,6 +37,37 @@ def _nodes(value: object, count: object = None) -> str:
     return (f"{count} nodes " if count is not None else "") + clean_line(str(value), 200)
 
 
+def node_plans_text(plans: dict) -> Text:
+    """Per-node plans (repair's `plan`: node -> state, files to repair, rejections), nodes with
+    the same plan folded into one node set, as `pltui repair --dry-run` lists them."""
+    groups: dict[tuple, list[str]] = {}
+    for node, p in plans.items():
+        fixes = tuple((str(f.get("path")), str(f.get("majority", ""))[:12], f.get("holders"), f.get("answering"),
+                       str(f.get("sources", ""))) for f in p.get("repair") or [] if isinstance(f, dict))
+        rejected = tuple(sorted((str(k), str(v)) for k, v in (p.get("rejected") or {}).items()))
+        key = (str(p.get("state", "?")), str(p.get("error") or ""), fixes, rejected, tuple(p.get("extra") or ()))
+        groups.setdefault(key, []).append(node)
+    out = Text(end="")
+    out.append("plan:", "bold")
+    if not groups:
+        out.append(" nothing to repair\n")
+        return out
+    out.append("\n")
+    for (state, error, fixes, rejected, extra), nodes in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0][0])):
+        out.append(f"  {_nodes(nodes)}: ", "bold")
+        out.append(clean_line(state, 20) + (f" ({clean_line(error, 120)})" if error else "") + "\n")
+        for path, digest, holders, answering, sources in fixes[:20]:
+            out.append(f"    repair {clean_line(path, 80)} <- majority {clean_line(digest, 12)}…"
+                       f" ({clean_line(str(holders), 6)}/{clean_line(str(answering), 6)}) from {clean_line(sources, 60)}\n")
+        if len(fixes) > 20:
+            out.append(f"    ... and {len(fixes) - 20} more files\n")
+        for path, why in rejected[:10]:
+            out.append(f"    not repaired {clean_line(path, 80)}: {clean_line(why, 120)}\n")
+        if extra:
+            out.append(f"    {len(extra)} extra file(s) not in the majority (left alone)\n")
+    return out
+
+
 def plan_text(plan: dict) -> Text:
     """An action's plan (JSON-ready) for review: stages with their batches and node sets, the
     bundle in one line, node lists folded, digests shortened."""
@@ -61,10 +92,12 @@ def plan_text(plan: dict) -> Text:
                 if details:
                     out.append("\n    " + " · ".join(details))
                 out.append("\n")
+        elif key == "plan" and isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            out.append_text(node_plans_text(value))
         elif isinstance(value, dict):
             out.append(f"{clean_line(key, 40)}: ", "bold")
-            out.append(", ".join(f"{clean_line(str(k), 40)} {_short(v, 60)}" for k, v in value.items()
-                                 if not isinstance(v, (dict, list))) + "\n")
+            out.append((", ".join(f"{clean_line(str(k), 40)} {_short(v, 60)}" for k, v in value.items()
+                                  if not isinstance(v, (dict, list))) or "none") + "\n")
         elif isinstance(value, list):
             out.append(f"{clean_line(key, 40)}: ", "bold")
             if all(isinstance(v, str) for v in value):

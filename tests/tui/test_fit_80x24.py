@@ -50,3 +50,17 @@ async def test_help_is_readable_at_80_columns(engine, console):
         text = screen_text(app)
         assert "mark / unmark the node (and move down)" in text, text     # one line, not squeezed
         assert "esc / q / ? close" in text
+
+
+def test_the_repair_review_shows_its_plan():
+    """`plan:` was empty in the review while `pltui repair --dry-run` listed what it would do."""
+    fix = {"path": "bin/proxy", "majority": "ab" * 32, "had": "cd" * 32, "holders": 5, "answering": 6,
+           "sources": "node[02-06]", "source_count": 5}
+    plan = {"kind": "repair", "nodes": ["node01", "node07"], "plan": {
+        "node01": {"track": "t", "state": "drifted", "error": None, "repair": [fix], "extra": [], "rejected": {}},
+        "node07": {"track": "t", "state": "unchecked", "error": "no checksum report", "repair": [], "extra": [],
+                   "rejected": {}}}, "no_quorum": {}}
+    text = operations.plan_text(plan).plain
+    assert "1 node node01: drifted" in text
+    assert "repair bin/proxy <- majority abababababab… (5/6) from node[02-06]" in text
+    assert "1 node node07: unchecked (no checksum report)" in text
