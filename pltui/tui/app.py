@@ -222,6 +222,7 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
     def ingest(self, event) -> None:
         """Record one engine event; the screen changes at the next flush."""
         if isinstance(event, NodeUpdated):
+            self.view.note(event.status)
             if event.status.node in self.view.index:
                 self._dirty.add(event.status.node)
         elif isinstance(event, SweepFinished):

@@ -51,7 +51,7 @@ class Filter:
 
 
 def node_states(name: str, status: NodeStatus, consensus: Consensus, marks, now: float,
-                stale_after: float, track: str | None = None) -> frozenset:
+                stale_after: float, track: str | None = None, answered: float = 0.0) -> frozenset:
     """The state words a node answers to in the filter (`down`, `drift`, `version=2.4.1`...).
 
     Health words come from the status itself, never from a cell's text: a node named
@@ -66,7 +66,8 @@ def node_states(name: str, status: NodeStatus, consensus: Consensus, marks, now:
         words |= {"isolated", "trouble"}
     if track is not None and consensus.no_quorum.get(track):
         words.add("noquorum")
-    if status.observed and now - status.observed > stale_after:
+    when = status.observed if status.reachable else answered     # last answered, not last probed
+    if when and now - when > stale_after:
         words |= {"stale", "trouble"}
     if name in marks:
         words.add("marked")

@@ -90,8 +90,16 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     probe.add_column()
     probe.add_column(style="bold", no_wrap=True)
     probe.add_column()
-    observed = f"{_clock(status.observed)} ({format_duration(max(0.0, now - status.observed))} ago)" \
-        if status.observed else "never"
+    def when(t: float) -> str:
+        return f"{_clock(t)} ({format_duration(max(0.0, now - t))} ago)" if t else "not since the console started"
+
+    observed = when(status.observed) if status.observed else "never"
+    answered = when(view.answered.get(name, 0.0) if not status.reachable else status.observed)
+    ssh = cell("ssh", status, ctx) if not status.reachable else Text("ok", ctx.style("node-up"), end="")
+    if status.latency_ms is not None:
+        ssh.append(f", round trip {status.latency_ms:.0f}ms")
+    if status.queue_ms is not None:
+        ssh.append(f", queued {status.queue_ms:.0f}ms", ctx.style("muted"))
     monitor = cell("monitor", status, ctx)
     if status.monitor_pid:
         monitor.append(f"  pid {status.monitor_pid}")
@@ -101,7 +109,8 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     if status.clock is not None and status.observed:
         skew = f"{status.clock - status.observed:+.1f}s"
     rows = [
-        ("ssh", cell("ssh", status, ctx), "observed", _t(observed)),
+        ("ssh", ssh, "last probed", _t(observed)),
+        ("", "", "last answered", _t(answered)),
         ("error", _t(status.error, ctx.style("node-down")), "monitor", monitor),
         ("version", _t(status.version), "protocol", cell("protocol", status, ctx)),
         ("load", cell("load", status, ctx), "uptime", _t(format_duration(status.uptime) if status.uptime is not None else None)),
