@@ -104,9 +104,16 @@ async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: s
     elif spec.name == "reboot":
         # Built only after the operator typed the confirmation (operations.start_action).
         action = module.RebootNode(fleet, engine.transport, engine.store, names, confirmed=True, **common)
-    elif spec.name in ("logs", "capture"):
-        action = _class(module, ("CollectLogs", "CaptureState"), spec)(fleet, engine.transport, engine.store,
-                                                                        names, dest=option, **common)
+    elif spec.name == "logs":
+        dest, prune = logs_options(option or "")
+        if prune and engine.store is None:
+            raise ActionError(f"cannot take node locks, so not pruning: {engine.store_error or 'no state database'}")
+        extra = {"prune": True} if prune else {}
+        action = _class(module, ("CollectLogs",), spec)(fleet, engine.transport, engine.store, names, dest=dest,
+                                                         **extra, **common)
+    elif spec.name == "capture":
+        action = _class(module, ("CaptureState",), spec)(fleet, engine.transport, engine.store,
+                                                          names, dest=option, **common)
     elif spec.name == "exec":
         action = _class(module, ("ExecAction",), spec)(fleet, engine.transport, engine.store, names,
                                                         command=option, **common)
@@ -166,6 +173,15 @@ def rollout_options(text: str) -> tuple[str, RolloutOptions]:
     return args.bundle, RolloutOptions(args.reload, args.failhard, args.batch, args.parallel, args.max_fail)
 
 
+def logs_options(text: str) -> tuple[str, bool]:
+    """`DEST [--prune]` from the logs prompt: (dest, prune). `--prune` deletes each node's file
+    once its verified copy is on disk, as `pltui logs --prune`."""
+    text = text.strip()
+    if text == "--prune" or text.endswith(" --prune"):
+        return text[: -len("--prune")].strip(), True
+    return text, False
+
+
 def _logs_dest(ctx: BuildContext) -> str:
     return str(ctx.engine.dir / "logs")
 
@@ -185,7 +201,8 @@ SPECS: dict[str, ActionSpec] = {s.name: s for s in (
     ActionSpec("reboot", "Reboot (the fleet's reboot_command)", "pltui.actions.control", ":reboot",
                typed_confirm=True),
     ActionSpec("logs", "Collect logs from", "pltui.actions.logs", "l", mutating=False,
-               ask="Directory to collect the logs into", default=_logs_dest),
+               ask="Directory to collect the logs into; add --prune to delete each node's copy once "
+                   "verified here", default=_logs_dest),
     ActionSpec("capture", "Capture the state of", "pltui.actions.capture", "c", mutating=False,
                ask="Directory to write the captures into", default=_capture_dest),
     ActionSpec("exec", "Run a command on", "pltui.actions.exec", "x", ask="Command to run on each node"),

@@ -17,7 +17,7 @@ from pltui.fleet import FleetError, save_group
 from pltui.nodesets import fold
 from pltui.sanitize import clean_line
 from pltui.store import StoreError
-from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, resolve
+from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, logs_options, resolve
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.shell import SSH_FAILED, ShellRefused, run_shell, shell_argv
 from pltui.tui.screens.progress import ProgressScreen
@@ -194,6 +194,8 @@ class Operations:
             if not option:
                 self.notify(f"{spec.name} cancelled")
                 return
+        if spec.name == "logs" and option and logs_options(option)[1] and self._refuse_readonly("logs --prune"):
+            return
         if spec.name == "repair":
             self.notify("repair: checking which files can be repaired (checksum sweep where needed)")
         try:

@@ -126,3 +126,21 @@ async def test_rollouts_screen_lists_and_offers_resume(engine, console, tmp_path
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, RolloutsScreen))
         assert len(app.runs) == 1
+
+
+def test_logs_prompt_takes_prune():
+    from pltui.tui.dispatch import logs_options
+
+    assert logs_options("/tmp/logs --prune") == ("/tmp/logs", True)
+    assert logs_options("/tmp/logs") == ("/tmp/logs", False)
+    assert logs_options("/tmp/my--prune-dir") == ("/tmp/my--prune-dir", False)
+
+
+async def test_readonly_console_refuses_logs_prune(engine, console):
+    app = console(engine, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fed(pilot, engine)
+        app.run_command("logs /tmp/x --prune")
+        await pilot.pause(0.3)
+        assert app.screen is app.main and not app.runs
+        assert any("read-only" in str(n.message) for n in app._notifications)
