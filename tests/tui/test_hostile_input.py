@@ -50,7 +50,7 @@ async def _drive(typed: str, base: Path) -> None:
                     await pilot.press("escape")
 
             for opener in ("/", ":", ":filter ", ":sort ", ":mark ", ":theme ", ":group save ", ":exec ",
-                           ":rollout "):
+                           ":rollout ", ":bell "):
                 _keys(app, opener)
                 app.post_message(events.Paste(typed))                # a paste: any byte at all
                 _keys(app, "\r")
@@ -59,7 +59,9 @@ async def _drive(typed: str, base: Path) -> None:
                 await settle()
             _keys(app, "r" + printable + "\r")                       # the rollout's bundle prompt
             await settle()
-            for key in ("question_mark", "enter", "e", "m", "g", "t", "A"):
+            _keys(app, ":rollouts\r")                                 # the rollouts screen, then back
+            await settle()
+            for key in ("question_mark", "enter", "e", "m", "g", "t", "A", "o", "W", "n", "y"):
                 await pilot.press(key)
                 await settle()
     finally:
