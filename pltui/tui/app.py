@@ -19,6 +19,7 @@ from typing import Callable
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 
@@ -336,9 +337,13 @@ class ConsoleApp(KeyHold, CommandLine, Operations, App):
         main = self.main
         if main is None or not main.is_mounted:
             return
+        try:
+            header = main.header
+        except NoMatches:                  # the screen is being taken down (quitting)
+            return
         running = [f"{r.kind} {run_state(r)}" for r in self.runs if not r.finished]
-        main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running,
-                                     changes_unseen=self.changes_unseen))
+        header.show(header_text(self.view, events_unseen=self.events_unseen, running=running,
+                                changes_unseen=self.changes_unseen))
 
     def _refresh_ages(self) -> None:
         main = self.main
