@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from textual import events
 
-HOLD_LIMIT = 1.0      # seconds a screen may take to say it is ready
+HOLD_LIMIT = 2.0      # seconds a screen may take to say it is ready (keys wait at most this long)
 
 
 class ReleaseKeys(events.Event):

@@ -72,3 +72,20 @@ async def test_keys_posted_in_one_go_after_slash_reach_the_filter(engine, consol
         await wait_for(pilot, lambda: app.view.filter is not None)
         await pilot.pause(0.2)
         assert app.view.filter is not None and app.view.filter.expr == "node0"
+
+
+async def test_a_bundle_path_typed_right_after_r_goes_to_the_bundle_prompt(engine, console):
+    """`r/srv/b.tgz` in one burst: before, `/` opened the filter, `s` swept, `r` started another
+    rollout... now every key after `r` lands in the bundle prompt."""
+    app = console(engine)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await _fed(pilot, engine)
+        sweeps: list[bool] = []
+        app.sweep_now = sweeps.append
+        burst(app, "r/srv/bundles/cdn-2.5.tgz\r")
+        await wait_for(pilot, lambda: any("cdn-2.5.tgz" in str(n.message) for n in app._notifications))
+        await pilot.pause(0.2)
+        assert sweeps == [] and app.view.filter is None
+        assert any("/srv/bundles/cdn-2.5.tgz" in str(n.message) for n in app._notifications), \
+            [str(n.message) for n in app._notifications]
+        assert app.screen is app.main

@@ -30,13 +30,14 @@ MUTATING = {"heal", "rollout", "restart", "exec", "repair"}
 class MainScreen(Screen):
     BINDINGS = [
         Binding("space", "mark", "Mark"),
-        # Priority: run in the app's task as the key arrives, so the prompt is pushed (and the
-        # keys after it held for it) before the next key of a burst is dispatched to the table.
+        # Priority (these and every key that opens a screen): run in the app's task as the key
+        # arrives, so the screen is pushed (and the keys after it held for it) before the next
+        # key of a burst is dispatched to the table.
         Binding("slash", "filter", "Filter", priority=True),
         Binding("colon", "command_line", "Cmd", priority=True),
         Binding("s", "sweep", "Sweep"),
-        Binding("g", "mark_group", "Mark group", show=False),
-        Binding("m", "mark_state", "Mark by state", show=False),
+        Binding("g", "mark_group", "Mark group", show=False, priority=True),
+        Binding("m", "mark_state", "Mark by state", show=False, priority=True),
         Binding("u", "clear_marks", "Clear marks", show=False),
         Binding("less_than_sign", "sort(-1)", "Sort column left", show=False),
         Binding("greater_than_sign", "sort(1)", "Sort column right", show=False),
@@ -50,14 +51,14 @@ class MainScreen(Screen):
         Binding("A", "show_action", "Running action", show=False),
         Binding("escape", "back_out", "Back", show=False),
         Binding("S", "checksum_sweep", "Checksum sweep", show=False),
-        Binding("h", "heal", "Heal", show=False),
-        Binding("r", "act('rollout')", "Rollout", show=False),
-        Binding("R", "act('restart')", "Restart", show=False),
-        Binding("l", "act('logs')", "Logs", show=False),
-        Binding("c", "act('capture')", "Capture", show=False),
-        Binding("x", "act('exec')", "Exec", show=False),
-        Binding("F", "act('repair')", "Repair drift", show=False),
-        Binding("o", "service_menu", "Service", show=False),
+        Binding("h", "heal", "Heal", show=False, priority=True),
+        Binding("r", "act('rollout')", "Rollout", show=False, priority=True),
+        Binding("R", "act('restart')", "Restart", show=False, priority=True),
+        Binding("l", "act('logs')", "Logs", show=False, priority=True),
+        Binding("c", "act('capture')", "Capture", show=False, priority=True),
+        Binding("x", "act('exec')", "Exec", show=False, priority=True),
+        Binding("F", "act('repair')", "Repair drift", show=False, priority=True),
+        Binding("o", "service_menu", "Service", show=False, priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -293,6 +294,7 @@ class MainScreen(Screen):
         self.app.sweep_now(True)
 
     def action_heal(self) -> None:
+        self.app.hold_keys()               # what is typed next belongs to the question it opens
         self.app.start_heal()
 
     def action_service_menu(self) -> None:
@@ -312,4 +314,5 @@ class MainScreen(Screen):
                              chosen)
 
     def action_act(self, name: str) -> None:
-        self.app.start_action(name)
+        self.app.hold_keys()               # e.g. `r/srv/b.tgz` typed in one burst: the path goes
+        self.app.start_action(name)        # to the bundle prompt, not `s` to sweep, `r` to rollout
