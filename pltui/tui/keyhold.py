@@ -23,20 +23,29 @@ class ReleaseKeys(events.Event):
 
 
 class KeyHold:
-    """Mixin for the App: `hold_keys()` when a screen opens, `release_keys()` when it is ready."""
+    """Mixin for the App: `hold_keys()` when a screen opens, `release_keys()` when it is ready.
+
+    Held keys are replayed one per app message: a replayed key that closes a screen (esc) or
+    opens one lets that change settle before the next key is dispatched, so a double esc never
+    pops the same screen twice, and keys after a key that opens a screen wait for that screen."""
 
     _held: list[events.Event] | None = None
+    _waiting = False                     # a screen is opening: no replay until it is ready
     _hold_timer = None
 
     def hold_keys(self) -> None:
         if self._held is None:
             self._held = []
-            self._hold_timer = self.set_timer(HOLD_LIMIT, self.release_keys, name="key-hold")
+        self._waiting = True
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+        self._hold_timer = self.set_timer(HOLD_LIMIT, self.release_keys, name="key-hold")
 
     def release_keys(self) -> None:
         """Safe to call from any screen's task: the replay happens in the app's queue, after
         everything (focus changes included) the screen queued before it."""
         if self._held is not None:
+            self._waiting = False
             self.post_message(ReleaseKeys())
 
     @property
@@ -48,18 +57,20 @@ class KeyHold:
             self._held.append(event)
             return
         if isinstance(event, ReleaseKeys):
-            await self._replay()
+            await self._replay_one()
             return
         await super().on_event(event)
 
-    async def _replay(self) -> None:
-        held, self._held = self._held or [], None
-        if self._hold_timer is not None:
-            self._hold_timer.stop()
-            self._hold_timer = None
-        while held:
-            key = held.pop(0)
-            if self._held is not None:         # a replayed key opened another screen: hold on
-                self._held.extend([key, *held])
-                return
-            await super().on_event(key)
+    async def _replay_one(self) -> None:
+        if self._held is None or self._waiting:
+            return                          # a newer screen is still opening; it will release
+        if not self._held:
+            self._held = None
+            if self._hold_timer is not None:
+                self._hold_timer.stop()
+                self._hold_timer = None
+            return
+        key = self._held.pop(0)
+        await super().on_event(key)
+        if not self._waiting:               # the key opened no screen: go on with the next one
+            self.post_message(ReleaseKeys())

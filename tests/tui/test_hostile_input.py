@@ -72,6 +72,7 @@ async def _drive(typed: str, base: Path) -> None:
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.generate])
 @example(typed="[/x] \x1b[2J[bold]\x9b31m'$(id)")
+@example(typed="2\x83S)\x0e")                  # found a double pop (esc esc while a prompt closed)
 @given(typed=TYPED)
 def test_any_typed_or_pasted_text_is_harmless(typed):
     with tempfile.TemporaryDirectory(prefix="pltui-hostile-") as tmp:

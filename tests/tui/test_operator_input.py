@@ -15,7 +15,7 @@ async def _fed(pilot, engine):
     await wait_for(pilot, lambda: pilot.app.main.table.get_cell("node01", "ssh").plain.startswith("ok"))
 
 
-KEY_NAMES = {"/": "slash", ":": "colon", "\r": "enter", " ": "space", "[": "left_square_bracket",
+KEY_NAMES = {"/": "slash", ":": "colon", "\r": "enter", " ": "space", "[": "left_square_bracket", "\x1b": "escape",
              "]": "right_square_bracket"}
 
 
@@ -89,3 +89,17 @@ async def test_a_bundle_path_typed_right_after_r_goes_to_the_bundle_prompt(engin
         assert any("/srv/bundles/cdn-2.5.tgz" in str(n.message) for n in app._notifications), \
             [str(n.message) for n in app._notifications]
         assert app.screen is app.main
+
+
+async def test_escapes_in_a_burst_close_one_screen_each(engine, console):
+    """`:` then esc esc esc in one go: the prompt closes once, the other escs reach the main
+    screen (before, a held esc could pop the closing prompt a second time: ScreenStackError)."""
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fed(pilot, engine)
+        app.main.apply_filter("down")
+        burst(app, ":\x1b\x1b/x\x1b\x1b\x1b")
+        await wait_for(pilot, lambda: app.screen is app.main and not app.holding_keys)
+        await pilot.pause(0.3)
+        assert app.is_running and app._exception is None and app.screen is app.main
+        assert app.view.filter is None                 # the second esc cleared the filter

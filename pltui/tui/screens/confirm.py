@@ -14,6 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from pltui.tui.screens.once import dismiss_once
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
@@ -63,4 +65,4 @@ class ConfirmScreen(ModalScreen[bool]):
         self.query_one("#confirm-body").styles.max_height = max(3, self.app.size.height - fixed)
 
     def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
+        dismiss_once(self, value)

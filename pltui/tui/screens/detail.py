@@ -25,6 +25,7 @@ from pltui.tui.remote import (FILE_MAX, TAIL_EVERY, TAIL_MAX, RemoteError, cat_c
                               majority_holder,
                               tail_command, tail_text)
 from pltui.tui.view import ConsoleView
+from pltui.tui.screens.once import dismiss_once
 
 STRIP_CELLS = 48
 _WORST = {Health.DOWN: 3, Health.DEGRADED: 2, Health.UNKNOWN: 1, Health.UP: 0}
@@ -231,7 +232,7 @@ class DetailScreen(Screen):
         return True
 
     def action_back(self) -> None:
-        self.dismiss()
+        dismiss_once(self)
 
     # -- from the node: live tail, drift diff -----------------------------------------------
 

@@ -11,6 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from pltui.tui.screens.once import dismiss_once
+
 KEY_WIDTH = 20
 # (key, what, mutating)
 KEYS: list[tuple[str, list[tuple[str, str, bool]]]] = [
@@ -127,4 +129,4 @@ class HelpScreen(ModalScreen[None]):
         self.app.release_keys()
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        dismiss_once(self, None)

@@ -18,6 +18,7 @@ from pltui.format import human_bytes
 from pltui.nodesets import fold
 from pltui.sanitize import clean, clean_line
 from pltui.tui.dispatch import ActionRun, group_results
+from pltui.tui.screens.once import dismiss_once
 
 MESSAGES_PER_STATE = 5
 STATE_VAR = {"done": "node-up", "ok": "node-up", "skipped": "muted", "failed": "node-down",
@@ -291,4 +292,4 @@ class ProgressScreen(Screen):
         self.update_run(force=True)
 
     def action_back(self) -> None:
-        self.dismiss()
+        dismiss_once(self)

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from pltui.sanitize import clean_line
+from pltui.tui.screens.once import dismiss_once
 
 RESUMABLE = ("halted", "paused", "interrupted", "stopped", "failed", "running")
 
@@ -112,4 +113,4 @@ class RolloutsScreen(Screen):
             self.app.start_saved_rollout(self.current, "rollback")
 
     def action_back(self) -> None:
-        self.dismiss()
+        dismiss_once(self)
