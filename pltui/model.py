@@ -51,7 +51,8 @@ class NodeStatus:
     ssh: SSHState = SSHState.UNKNOWN
     error: str | None = None       # one line, sanitised, naming what went wrong
     observed: float = 0.0          # local time of the observation
-    latency_ms: float | None = None
+    latency_ms: float | None = None   # round trip of the probe (connect if needed + exec)
+    queue_ms: float | None = None     # wait for a fanout slot before that (not the node's fault)
     monitor: str | None = None     # alive, dead, absent
     monitor_pid: int | None = None
     heartbeat_age: float | None = None

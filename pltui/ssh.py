@@ -37,6 +37,7 @@ from pltui.fleet import Fleet, Node
 from pltui.hostkeys import HostKeyClient, HostKeyError, HostKeys
 from pltui.jumps import Hop, JumpPool, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
 from pltui.model import SSHState
+from pltui.probe import shell_path
 from pltui.sanitize import clean_line
 
 __all__ = ["ANSWER_GRACE", "CLOSE_GRACE", "NODE_GRACE", "ExecResult", "HostKeys", "NodeError", "StepDeadline",
@@ -520,13 +521,25 @@ def bounded(command: str, timeout: float) -> str:
             f"else exec /bin/sh -c {inner}; fi")
 
 
-def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
-    """argv for an interactive OpenSSH session to `node` with the fleet's settings."""
+def interactive_command(root: str) -> str:
+    """cd into the service root (a `~/` root expanded on the node, not quoted into a directory
+    literally named `~`) or say why not, then the operator's login shell."""
+    where = shell_path(root)
+    return (f"cd {where} || printf 'pltui: cannot enter the service root %s; staying in %s\\n' "
+            f"{where} \"$PWD\" >&2; exec \"${{SHELL:-/bin/sh}}\" -l")
+
+
+def ssh_command_line(fleet: Fleet, node: Node, log_file: str | None = None) -> list[str]:
+    """argv for an interactive OpenSSH session into `node`'s service root with the fleet's
+    settings; `--` ends ssh's options before the destination (values were validated when the
+    fleet file loaded). `log_file`: ssh's own messages go there (`-E`), so a face can say why."""
     argv = ["ssh", "-o", f"UserKnownHostsFile={os.path.expanduser(fleet.ssh.known_hosts)}",
             "-o", "StrictHostKeyChecking=" + ("accept-new" if fleet.ssh.host_key_policy == "accept-new" else "yes"),
-            "-o", "ForwardAgent=no"]
+            "-o", "ForwardAgent=no", "-t"]
+    if log_file:
+        argv += ["-E", log_file]
     if node.port:
-        argv += ["-p", str(node.port)]
+        argv += ["-p", str(int(node.port))]
     if node.identity_file:
         argv += ["-i", node.identity_file]
     if node.user:
@@ -536,5 +549,4 @@ def ssh_command_line(fleet: Fleet, node: Node) -> list[str]:
         argv += ["-J", format_chain(hops)] if hops else ["-o", "ProxyJump=none"]
     if fleet.ssh.config:
         argv += ["-F", fleet.ssh.config]
-    argv += ["-t", "--", node.host, f"cd {shlex.quote(node.root)} 2>/dev/null; exec \"${{SHELL:-/bin/sh}}\" -l"]
-    return argv
+    return argv + ["--", node.host, interactive_command(node.root)]

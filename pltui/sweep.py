@@ -180,7 +180,12 @@ class Engine:
         except Exception as exc:  # a bug or an unforeseen library error: one node's problem only
             return NodeStatus(node=node.name, ssh=SSHState.ERROR, error=f"internal error: {type(exc).__name__}: {exc}",
                               observed=time.time())
-        latency = (time.monotonic() - started) * 1000
+        # Round trip (connect if needed + exec) is what the transport timed once it had a slot;
+        # the rest is the wait for a fanout slot: at 300 nodes that wait is most of the total,
+        # and showing it as the node's latency misled (issue 12).
+        total = (time.monotonic() - started) * 1000
+        latency = min(total, result.elapsed * 1000)
+        queued = max(0.0, total - latency)
         if result.truncated:
             return NodeStatus(node=node.name, ssh=SSHState.GARBLED, observed=time.time(), latency_ms=latency,
                               error=f"probe output exceeded {probe.MAX_OUTPUT} bytes; stopped reading")
@@ -195,9 +200,10 @@ class Engine:
         status.ssh = SSHState.OK
         status.observed = time.time()
         status.latency_ms = latency
-        # The probe reads its clock first: compare it with the time the command was sent, not
-        # with the end of a probe that may have run for seconds (integer seconds on the node).
-        status.clock_skew = status.clock - sent if status.clock is not None else None
+        # The probe reads its clock first: compare it with the time the command was sent (after
+        # its wait for a fanout slot), not with the end of a probe that may have run for seconds.
+        status.clock_skew = status.clock - (sent + queued / 1000) if status.clock is not None else None
+        status.queue_ms = queued
         if checksums:
             status.digests_time = status.observed
         return status

@@ -19,17 +19,19 @@ from typing import Callable
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 
-from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeUpdated, Notice, SweepFinished,
-                         SweepStarted)
-from pltui.sanitize import clean_line
+from pltui.model import (ActionFinished, ActionProgress, HealDone, NodeTransition, NodeUpdated, Notice,
+                         SweepFinished, SweepStarted)
+from pltui.sanitize import clean, clean_line
 from pltui.sweep import Engine
 from pltui.tui import settings, themes
 from pltui.tui.cells import AGE_TICK
 from pltui.tui.commands import CommandLine
 from pltui.tui.dispatch import ActionRun
+from pltui.tui.keyhold import KeyHold
 from pltui.tui.operations import Operations
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.screens.detail import DetailScreen
@@ -38,14 +40,26 @@ from pltui.tui.screens.main import MainScreen
 from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import ChoiceScreen
 from pltui.tui.view import ConsoleView
-from pltui.tui.widgets.event_pane import event_line
+from pltui.tui.widgets.event_pane import TRANSITION_LEVEL, event_line, transition_message
 from pltui.tui.widgets.header_bar import header_text
+
+def run_state(run: ActionRun) -> str:
+    """What a running action is doing, for the header: a rollout stopped at a stage gate is not
+    "running", it waits for the operator."""
+    if run.control.waiting_at_gate:
+        return "waiting for you"
+    if run.control.aborted:
+        return "aborting"
+    if run.control.paused:
+        return "paused"
+    return "running"
+
 
 FLUSH_INTERVAL = 0.25
 FLUSH_ROWS = 300       # rows recomputed per flush at most (rows on screen first); the rest next time
 
 
-class ConsoleApp(CommandLine, Operations, App):
+class ConsoleApp(KeyHold, CommandLine, Operations, App):
     CSS_PATH = Path(__file__).with_name("pltui.tcss")   # absolute: subclasses live elsewhere
     TITLE = "pltui"
     BINDINGS = [
@@ -66,6 +80,8 @@ class ConsoleApp(CommandLine, Operations, App):
         self.engine_task: asyncio.Task | None = None
         self.runs: list[ActionRun] = []
         self.events_unseen = 0
+        self.changes_unseen = 0           # node transitions not yet seen in the event pane
+        self.bell_on_trouble = False      # setting `bell`: ring the terminal bell when a node goes bad
         self.flushes = 0
         self._queue: asyncio.Queue | None = None
         self._dirty: set[str] = set()
@@ -95,6 +111,7 @@ class ConsoleApp(CommandLine, Operations, App):
         saved, problem = settings.load(self.config_dir)
         if problem:
             self._startup_notes.append(("warning", problem))
+        self.bell_on_trouble = bool(saved.get("bell", False))
         name = wanted or saved.get("theme") or themes.DEFAULT_THEME
         if name not in self.available_themes:
             self._startup_notes.append(("warning", f"theme {name!r} not found; using {themes.DEFAULT_THEME}"))
@@ -140,6 +157,14 @@ class ConsoleApp(CommandLine, Operations, App):
         self.theme = name
         self.notify(f"theme {name}")
 
+    def notify(self, message, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast of the console is plain text: messages quote what the operator typed and
+        what nodes sent (`[/x]` must show as `[/x]`, not end the app with a MarkupError), so markup
+        is never parsed, whatever a caller asks, and control bytes are replaced."""
+        super().notify(clean(str(message), limit=2000, newlines=True), title=clean_line(str(title), 120),
+                       severity=severity, timeout=timeout, markup=False)
+
     def add_startup_note(self, level: str, message: str) -> None:
         """A notification shown once the console is up (store or file-descriptor warnings)."""
         self._startup_notes.append((level, message))
@@ -148,6 +173,11 @@ class ConsoleApp(CommandLine, Operations, App):
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    def push_screen(self, screen, callback=None, wait_for_dismiss: bool = False, **kwargs):
+        """Keys that arrive while the screen opens wait for it (see keyhold)."""
+        self.hold_keys()
+        return super().push_screen(screen, callback, wait_for_dismiss, **kwargs)
 
     @property
     def main(self) -> MainScreen | None:
@@ -193,6 +223,7 @@ class ConsoleApp(CommandLine, Operations, App):
     def ingest(self, event) -> None:
         """Record one engine event; the screen changes at the next flush."""
         if isinstance(event, NodeUpdated):
+            self.view.note(event.status)
             if event.status.node in self.view.index:
                 self._dirty.add(event.status.node)
         elif isinstance(event, SweepFinished):
@@ -216,6 +247,8 @@ class ConsoleApp(CommandLine, Operations, App):
                 # The first sweep builds that long-lived heap (~150 objects per node): full
                 # collections during it would scan a growing heap again and again, each a pause.
                 gc.disable()
+        elif isinstance(event, NodeTransition):
+            self._transition(event)
         elif isinstance(event, HealDone):
             self._dirty.add(event.node)
             self._line(event.time, "ok" if event.ok else "error", event.message, event.node)
@@ -232,10 +265,29 @@ class ConsoleApp(CommandLine, Operations, App):
                 self._line(event.time, "error" if event.node else "info",
                            f"{event.kind}: {event.state} {event.detail}".strip(), event.node)
 
-    def _line(self, when: float, level: str, message: str, node: str | None = None) -> None:
+    def _transition(self, event: NodeTransition) -> None:
+        """A node changed state: one line in the event pane with since when, a badge until the
+        pane is seen, and the bell (if asked for) when a node goes bad."""
+        if event.node in self.view.index:
+            self._dirty.add(event.node)
+        level = TRANSITION_LEVEL.get(event.kind, "info")
+        self._line(event.time, level, transition_message(event), event.node, count=False)
+        main = self.main
+        if main is None or not main.events.display:
+            self.changes_unseen += 1
+        if self.bell_on_trouble and level == "error":
+            self.bell()
+
+    def set_bell(self, on: bool) -> None:
+        self.bell_on_trouble = on
+        problem = settings.save({"bell": on}, self.config_dir)
+        self.notify(problem or f"bell {'on: rings when a node goes down or crash-loops' if on else 'off'}",
+                    severity="warning" if problem else "information")
+
+    def _line(self, when: float, level: str, message: str, node: str | None = None, count: bool = True) -> None:
         self._lines.append((when, level, message, node))
         main = self.main
-        if level in ("error", "warning") and (main is None or not main.events.display):
+        if count and level in ("error", "warning") and (main is None or not main.events.display):
             self.events_unseen += 1
 
     def schedule_flush(self) -> None:
@@ -285,8 +337,13 @@ class ConsoleApp(CommandLine, Operations, App):
         main = self.main
         if main is None or not main.is_mounted:
             return
-        running = [r.kind for r in self.runs if not r.finished]
-        main.header.show(header_text(self.view, events_unseen=self.events_unseen, running=running))
+        try:
+            header = main.header
+        except NoMatches:                  # the screen is being taken down (quitting)
+            return
+        running = [f"{r.kind} {run_state(r)}" for r in self.runs if not r.finished]
+        header.show(header_text(self.view, events_unseen=self.events_unseen, running=running,
+                                changes_unseen=self.changes_unseen))
 
     def _refresh_ages(self) -> None:
         main = self.main

@@ -39,7 +39,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mark", " ", 1, 0),
     Column("node", "node", 18, 0),
     Column("group", "group/track", 14, 8),
-    Column("ssh", "ssh", 10, 0),
+    Column("ssh", "ssh", 11, 0),        # "unreachable" whole
     Column("monitor", "monitor", 7, 7),
     Column("procs", "procs", 11, 0),
     Column("version", "version", 10, 0),
@@ -48,10 +48,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("load", "load", 5, 4),
     Column("disk", "disk", 6, 5),
     Column("logs", "logs", 6, 6),
-    Column("seen", "seen", 6, 3),
+    Column("seen", "answered", 8, 3),   # last answered, not last probed
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
-SORTABLE = tuple(c.key for c in COLUMNS)
+SORTABLE = ("status",) + tuple(c.key for c in COLUMNS)   # status: worst first, not a column of its own
 
 
 def fit_columns(width: int, node_width: int, padding: int = 1) -> list[Column]:
@@ -81,6 +81,7 @@ class Context:
     now: float = field(default_factory=time.time)
     stale_after: float = 900.0
     _group_cache: dict[str, str] = field(default_factory=dict)
+    answered: dict[str, float] = field(default_factory=dict)   # node -> when it last answered (OK)
     _style_cache: dict[tuple, Style] = field(default_factory=dict)
 
     def style(self, var: str, bold: bool = False, reverse: bool = False) -> Style:
@@ -113,8 +114,12 @@ def group_label(fleet: Fleet, name: str) -> str:
     return f"{groups[0]}/{track}"
 
 
-def checksum_word(name: str, ctx: Context) -> str:
+def checksum_word(name: str, ctx: Context, status: NodeStatus | None = None) -> str:
+    """ok, drift N, no quorum, `-`; `stale` for a node that does not answer now: its digests
+    are from before it went down, so "ok" would be a claim about a node nobody can see."""
     state = ctx.consensus.checksum_state(name)
+    if status is not None and state != "-" and status.ssh != SSHState.OK:
+        return "stale"
     if state == "ok":
         node = ctx.fleet.nodes.get(name)
         if node is not None and ctx.consensus.no_quorum.get(node.track):
@@ -125,11 +130,21 @@ def checksum_word(name: str, ctx: Context) -> str:
 AGE_TICK = 30.0   # the "seen" column is refreshed this often; its words change no faster
 
 
-def age(status: NodeStatus, now: float) -> str:
-    """`<1m`, `4m`, `2h05m`, `3d1h`: minutes at best, so a 30 s refresh keeps it true."""
-    if not status.observed:
+def last_answered(status: NodeStatus, ctx: "Context") -> float:
+    """When the node last answered: its observation if it answers now, else what the console
+    saw before (0.0: not since the console started). A failed probe is not "seen"."""
+    if status.ssh == SSHState.OK:
+        return status.observed
+    return ctx.answered.get(status.node, 0.0)
+
+
+def age(status: NodeStatus, now: float, when: float | None = None) -> str:
+    """`<1m`, `4m`, `2h05m`, `3d1h` since `when` (default: the observation): minutes at best,
+    so a 30 s refresh keeps it true."""
+    when = status.observed if when is None else when
+    if not when:
         return "-"
-    seconds = max(0.0, now - status.observed)
+    seconds = max(0.0, now - when)
     if seconds < 60:
         return "<1m"
     return format_duration((seconds // 60) * 60)
@@ -183,7 +198,7 @@ def cell(key: str, status: NodeStatus, ctx: Context, health: Health | None = Non
             return text(f"{clean_line(status.protocol, 32)}!", ctx.style("isolated", bold=True, reverse=True))
         return text(status.protocol, "", 32)
     if key == "checksums":
-        word = checksum_word(name, ctx)
+        word = checksum_word(name, ctx, status)
         var = "node-up" if word == "ok" else "drift" if word.startswith("drift") else \
             "node-degraded" if word == "no quorum" else "muted"
         return text(word, ctx.style(var, bold=word.startswith("drift")))
@@ -202,8 +217,11 @@ def cell(key: str, status: NodeStatus, ctx: Context, health: Health | None = Non
         return text(human_bytes(status.log_bytes), "" if status.log_bytes is not None else ctx.style("muted"))
     if key == "seen":
         now = ctx.now
-        stale = status.observed and now - status.observed > ctx.stale_after
-        return text(age(status, now), ctx.style("node-degraded" if stale else "muted"))
+        when = last_answered(status, ctx)
+        if status.ssh in (SSHState.OK, SSHState.UNKNOWN) or when:
+            stale = when and now - when > ctx.stale_after
+            return text(age(status, now, when), ctx.style("node-degraded" if stale else "muted"))
+        return text("-", ctx.style("node-down"))         # down, and not seen answering
     raise KeyError(key)
 
 
@@ -221,6 +239,13 @@ def sort_key(key: str, status: NodeStatus, ctx: Context, index: int) -> tuple:
         value = (0 if name in ctx.marks else 1,)
     elif key == "node":
         value = ()
+    elif key == "status":
+        # Worst first: down, degraded, unknown, then up nodes that still need a look (isolated,
+        # drifted, no answer for a while), then the healthy ones.
+        when = last_answered(status, ctx)
+        stale = bool(when) and ctx.now - when > ctx.stale_after
+        value = (_HEALTH_ORDER[status.health], 0 if name in ctx.consensus.isolated else 1,
+                 -len(ctx.consensus.drift.get(name, ())), 0 if stale else 1)
     elif key == "group":
         value = (group_label(ctx.fleet, name),)
     elif key == "ssh":

@@ -1,7 +1,9 @@
 """The `:` command line (parsed here, carried out by the app's methods) and the pltui entries of
 the command palette (Ctrl+P).
 
-`:rollout [BUNDLE]`, `:restart`, `:logs`, `:capture`, `:exec COMMAND...`, `:repair`, `:heal`,
+`:rollout [BUNDLE [--reload --failhard --batch B --parallel N --max-fail F]]`, `:rollouts`,
+`:restart`, `:start`, `:stop`, `:reload`, `:reboot` (typed confirmation), `:copy`, `:export FILE`,
+`:bell [on|off]`, `:logs`, `:capture`, `:exec COMMAND...`, `:repair`, `:heal`,
 `:sweep`, `:checksums`, `:mark NODESET`, `:unmark NODESET`, `:group save NAME`, `:filter EXPR`,
 `:sort COLUMN [desc]`, `:theme NAME`, `:events`, `:pause`, `:help`, `:q`.
 """
@@ -20,8 +22,9 @@ from pltui.tui.dispatch import SPECS
 
 ALIASES = {"q": "quit", "quit": "quit", "exit": "quit", "checksum": "checksums", "x": "exec",
            "fix": "repair", "log": "logs", "h": "help", "?": "help"}
-NAMES = ("rollout", "restart", "logs", "capture", "exec", "repair", "heal", "sweep", "checksums", "mark",
-         "unmark", "group", "filter", "sort", "theme", "events", "pause", "help", "quit", "progress")
+NAMES = ("rollout", "restart", "start", "stop", "reload", "reboot", "logs", "capture", "exec", "repair", "heal",
+         "sweep", "checksums", "mark", "unmark", "group", "filter", "sort", "theme", "events", "pause", "help",
+         "quit", "progress", "copy", "export", "bell", "rollouts")
 
 
 class CommandError(ValueError):
@@ -57,6 +60,10 @@ def parse(line: str) -> Command | None:
         raise CommandError(f"usage: :{name} NODESET  (e.g. @alpha or pl[1-4])")
     if name == "exec" and not rest.strip():
         raise CommandError("usage: :exec COMMAND")
+    if name == "bell" and (len(args) > 1 or (args and args[0] not in ("on", "off"))):
+        raise CommandError("usage: :bell [on|off]  (ring when a node goes down or crash-loops)")
+    if name == "export" and len(args) != 1:
+        raise CommandError("usage: :export FILE  (.json, else CSV: the rows shown)")
     if name == "theme" and len(args) > 1:
         raise CommandError("usage: :theme [NAME]")
     if name == "sort" and (not args or len(args) > 2 or (len(args) == 2 and args[1] not in ("asc", "desc"))):
@@ -92,11 +99,20 @@ class CommandLine:
         elif name == "filter" and main is not None:
             main.apply_filter(command.rest)
         elif name == "sort" and main is not None:
-            column = {"proto": "protocol", "sums": "checksums", "name": "node"}.get(args[0], args[0])
+            column = {"proto": "protocol", "sums": "checksums", "name": "node", "worst": "status",
+                      "health": "status"}.get(args[0], args[0])
             if column not in SORTABLE:
                 self.notify(f"no column {args[0]!r}; one of {', '.join(SORTABLE)}", severity="error")
             else:
                 main.set_sort(column, len(args) > 1 and args[1] == "desc")
+        elif name == "rollouts":
+            self.show_rollouts()
+        elif name == "bell":
+            self.set_bell(args[0] == "on" if args else not self.bell_on_trouble)
+        elif name == "copy" and main is not None:
+            main.action_copy_set()
+        elif name == "export" and main is not None:
+            self.export_rows(args[0])
         elif name == "theme":
             if args:
                 self.set_theme(args[0])
@@ -112,6 +128,17 @@ class CommandLine:
             self.show_progress()
         elif name == "quit":
             self.action_quit_console()
+
+    def export_rows(self, path: str) -> None:
+        from pltui.tui.export import export_table
+
+        names = self.main.table.shown
+        try:
+            target = export_table(self.view, names, path)
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.notify(f"{path}: {exc}", title="export failed", severity="error")
+            return
+        self.notify(f"exported {len(names)} rows to {target}")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -45,6 +45,7 @@ class ActionSpec:
     mutating: bool = True
     ask: str | None = None          # prompt for the one option (bundle, command, destination)
     default: Callable[[BuildContext], str] | None = None
+    typed_confirm: bool = False     # the operator types the node count (or the verb), not just y
 
 
 def _import(spec: ActionSpec):
@@ -86,19 +87,33 @@ async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: s
     if spec.name == "rollout":
         from pltui.actions.bundle import Bundle, BundleError
 
+        option, opts = rollout_options(option or "")
         try:
             bundle = await asyncio.to_thread(Bundle.open, option, engine.dir / "bundles",
                                              version_file=fleet.service.version_file)
         except BundleError as exc:
             raise ActionError(str(exc)) from None
-        stages = module.build_stages(fleet, names)
-        action = module.Rollout.new(fleet, engine.transport, engine.store, bundle, stages,
-                                    state_dir=ctx.state_dir, **common)
-    elif spec.name == "restart":
-        action = module.ServiceControl(fleet, engine.transport, engine.store, names, verb="restart", **common)
-    elif spec.name in ("logs", "capture"):
-        action = _class(module, ("CollectLogs", "CaptureState"), spec)(fleet, engine.transport, engine.store,
-                                                                        names, dest=option, **common)
+        except (RuntimeError, ValueError, OSError) as exc:   # `~x` with no such user, NUL bytes...
+            raise ActionError(f"bundle {option!r}: {exc}") from None
+        stages = module.build_stages(fleet, names, batch=opts.batch, max_fail=opts.max_fail,
+                                     parallel=opts.parallel)
+        action = module.Rollout.new(fleet, engine.transport, engine.store, bundle, stages, reload=opts.reload,
+                                    failhard=opts.failhard, state_dir=ctx.state_dir, **common)
+    elif spec.name in ("restart", "start", "stop", "reload"):
+        action = module.ServiceControl(fleet, engine.transport, engine.store, names, verb=spec.name, **common)
+    elif spec.name == "reboot":
+        # Built only after the operator typed the confirmation (operations.start_action).
+        action = module.RebootNode(fleet, engine.transport, engine.store, names, confirmed=True, **common)
+    elif spec.name == "logs":
+        dest, prune = logs_options(option or "")
+        if prune and engine.store is None:
+            raise ActionError(f"cannot take node locks, so not pruning: {engine.store_error or 'no state database'}")
+        extra = {"prune": True} if prune else {}
+        action = _class(module, ("CollectLogs",), spec)(fleet, engine.transport, engine.store, names, dest=dest,
+                                                         **extra, **common)
+    elif spec.name == "capture":
+        action = _class(module, ("CaptureState",), spec)(fleet, engine.transport, engine.store,
+                                                          names, dest=option, **common)
     elif spec.name == "exec":
         action = _class(module, ("ExecAction",), spec)(fleet, engine.transport, engine.store, names,
                                                         command=option, **common)
@@ -114,6 +129,59 @@ async def build(spec: ActionSpec, ctx: BuildContext, names: list[str], option: s
     return action, action.plan()
 
 
+@dataclass(frozen=True)
+class RolloutOptions:
+    reload: bool = False
+    failhard: bool = False
+    batch: str | None = None
+    parallel: int | None = None
+    max_fail: str | None = None
+
+
+ROLLOUT_OPTIONS_HINT = "BUNDLE [--reload] [--failhard] [--batch 1,10%,*] [--parallel N] [--max-fail 5%]"
+
+
+def rollout_options(text: str) -> tuple[str, RolloutOptions]:
+    """`BUNDLE --reload --batch 5 ...` as typed in the bundle prompt (the CLI's option names);
+    ActionError naming the bad option. A path with spaces may be quoted."""
+    import argparse
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ActionError(f"rollout options: {exc}") from None
+    if not words:
+        raise ActionError("give a bundle (a directory or .tar.gz holding VERSION)")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):          # never sys.exit from inside the console
+            raise ActionError(f"rollout options: {message}; expected {ROLLOUT_OPTIONS_HINT}")
+
+    parser = Parser(prog="rollout", add_help=False, exit_on_error=False)
+    parser.add_argument("bundle")
+    parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--failhard", action="store_true")
+    parser.add_argument("--batch")
+    parser.add_argument("--parallel", type=int)
+    parser.add_argument("--max-fail", dest="max_fail")
+    try:
+        args, extra = parser.parse_known_args(words)
+    except (argparse.ArgumentError, ValueError) as exc:
+        raise ActionError(f"rollout options: {exc}; expected {ROLLOUT_OPTIONS_HINT}") from None
+    if extra:
+        raise ActionError(f"rollout options: not understood: {' '.join(extra)}; expected {ROLLOUT_OPTIONS_HINT}")
+    return args.bundle, RolloutOptions(args.reload, args.failhard, args.batch, args.parallel, args.max_fail)
+
+
+def logs_options(text: str) -> tuple[str, bool]:
+    """`DEST [--prune]` from the logs prompt: (dest, prune). `--prune` deletes each node's file
+    once its verified copy is on disk, as `pltui logs --prune`."""
+    text = text.strip()
+    if text == "--prune" or text.endswith(" --prune"):
+        return text[: -len("--prune")].strip(), True
+    return text, False
+
+
 def _logs_dest(ctx: BuildContext) -> str:
     return str(ctx.engine.dir / "logs")
 
@@ -124,15 +192,25 @@ def _capture_dest(ctx: BuildContext) -> str:
 
 SPECS: dict[str, ActionSpec] = {s.name: s for s in (
     ActionSpec("rollout", "Roll out to", "pltui.actions.rollout", "r",
-               ask="Bundle to roll out (a directory or .tar.gz holding VERSION)"),
+               ask="Bundle to roll out (a directory or .tar.gz holding VERSION), then options: "
+                   "--reload --failhard --batch 1,10%,* --parallel N --max-fail 5%"),
     ActionSpec("restart", "Restart the service on", "pltui.actions.control", "R"),
+    ActionSpec("start", "Start the service on", "pltui.actions.control", ":start"),
+    ActionSpec("stop", "Stop the service (on purpose: it stays stopped) on", "pltui.actions.control", ":stop"),
+    ActionSpec("reload", "Reload the service (no restart) on", "pltui.actions.control", ":reload"),
+    ActionSpec("reboot", "Reboot (the fleet's reboot_command)", "pltui.actions.control", ":reboot",
+               typed_confirm=True),
     ActionSpec("logs", "Collect logs from", "pltui.actions.logs", "l", mutating=False,
-               ask="Directory to collect the logs into", default=_logs_dest),
+               ask="Directory to collect the logs into; add --prune to delete each node's copy once "
+                   "verified here", default=_logs_dest),
     ActionSpec("capture", "Capture the state of", "pltui.actions.capture", "c", mutating=False,
                ask="Directory to write the captures into", default=_capture_dest),
     ActionSpec("exec", "Run a command on", "pltui.actions.exec", "x", ask="Command to run on each node"),
     ActionSpec("repair", "Repair drifted files on", "pltui.actions.repair", "F"),
 )}
+
+
+FINISHED_OK = ("done", "ok", "repaired", "collected", "captured")
 
 
 @dataclass
@@ -208,6 +286,10 @@ class ActionRun:
                 p = self.states.setdefault(node, NodeProgress())
                 p.state = clean_line(str(result.get("state", p.state)), 32)
                 p.detail = clean_line(str(result.get("message", p.detail)), 200)
+                if p.state in FINISHED_OK and p.bytes_total:
+                    # A node that finished moved all its bytes: the last progress event may have
+                    # been sent at 33% (logs) or never (repair's 0B/212B); the bar ends at 100%.
+                    p.bytes_done = max(p.bytes_done or 0, p.bytes_total)
         if error is not None:
             self.error = clean_line(error, 500)
         self.dirty = True
@@ -264,10 +346,16 @@ def placement_of(action: Action, plan: dict | None) -> dict[str, str]:
     return out
 
 
-def group_results(report: dict[str, Any]) -> list[tuple[list[str], str, str]]:
-    """Nodes grouped by identical outcome (state, message): [(nodes, state, message)], biggest first."""
-    groups: dict[tuple[str, str], list[str]] = {}
+def group_results(report: dict[str, Any]) -> list[tuple[list[str], str, list[tuple[list[str], str]]]]:
+    """Nodes grouped by outcome state, biggest first: [(nodes, state, [(nodes, message)...])],
+    each state's nodes once (a folded node set in the report), its distinct messages below it."""
+    states: dict[str, dict[str, list[str]]] = {}
     for node, result in (report.get("nodes") or {}).items():
-        key = (str(result.get("state", "?")), str(result.get("message", "")))
-        groups.setdefault(key, []).append(node)
-    return sorted(((nodes, state, msg) for (state, msg), nodes in groups.items()), key=lambda g: (-len(g[0]), g[0][0]))
+        state, message = str(result.get("state", "?")), str(result.get("message", ""))
+        states.setdefault(state, {}).setdefault(message, []).append(node)
+    out = []
+    for state, messages in states.items():
+        nodes = [n for ns in messages.values() for n in ns]
+        details = sorted(((ns, m) for m, ns in messages.items() if m), key=lambda g: (-len(g[0]), g[1]))
+        out.append((nodes, state, details))
+    return sorted(out, key=lambda g: (-len(g[0]), g[1]))

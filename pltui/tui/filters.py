@@ -7,6 +7,9 @@ Filter syntax (space-separated terms, all must match; a leading `!` inverts a te
     @group...   a ClusterShell node set starting with a group: `@alpha`, `@edu!@alpha`
     =nodeset    a ClusterShell node set: `=pl[1-20].cs.example.edu`, `=sim[001-005,009]`
     pat[1-20]*  a name pattern: ClusterShell-style ranges plus `*` and `?` globs
+    down        a state word (see STATE_WORDS): down, degraded, up, unknown, trouble, drift,
+                isolated, stale, marked, dead (monitor dead), backoff, noquorum; and
+                version=X, proto=N, monitor=dead, ssh=timeout; "monitor dead" reads as monitor=dead
 
 Pure functions over names and row texts; no Textual here.
 """
@@ -30,6 +33,14 @@ class FilterError(ValueError):
     """The filter expression cannot be used; the message says why."""
 
 
+STATE_WORDS = ("down", "degraded", "up", "unknown", "trouble", "drift", "drifted", "isolated", "stale",
+               "marked", "dead", "backoff", "noquorum")
+STATE_KEYS = ("version", "proto", "protocol", "monitor", "ssh", "health")
+_MONITOR_WORDS = re.compile(r"\bmonitor\s+(dead|alive|absent)\b", re.IGNORECASE)
+
+StatesOf = Callable[[str], frozenset]
+
+
 @dataclass(frozen=True)
 class Filter:
     expr: str
@@ -37,6 +48,40 @@ class Filter:
 
     def __call__(self, name: str, row_text: str) -> bool:
         return self.test(name, row_text)
+
+
+def node_states(name: str, status: NodeStatus, consensus: Consensus, marks, now: float,
+                stale_after: float, track: str | None = None, answered: float = 0.0) -> frozenset:
+    """The state words a node answers to in the filter (`down`, `drift`, `version=2.4.1`...).
+
+    Health words come from the status itself, never from a cell's text: a node named
+    `download01` is not `down`, and a down node is never `up` because an old cell said so."""
+    health = status.health
+    words = {health.value, f"health={health.value}", f"ssh={status.ssh.value}"}
+    if health != Health.UP:
+        words.add("trouble")
+    if consensus.drift.get(name):
+        words |= {"drift", "drifted", "trouble"}
+    if name in consensus.isolated:
+        words |= {"isolated", "trouble"}
+    if track is not None and consensus.no_quorum.get(track):
+        words.add("noquorum")
+    when = status.observed if status.reachable else answered     # last answered, not last probed
+    if when and now - when > stale_after:
+        words |= {"stale", "trouble"}
+    if name in marks:
+        words.add("marked")
+    if status.monitor:
+        words.add(f"monitor={status.monitor.lower()}")
+        if status.monitor == "dead":
+            words.add("dead")
+    if any(p.state == "backoff" for p in status.processes):
+        words.add("backoff")
+    if status.version:
+        words.add(f"version={status.version.lower()}")
+    if status.protocol:
+        words |= {f"proto={status.protocol.lower()}", f"protocol={status.protocol.lower()}"}
+    return frozenset(words)
 
 
 def _range_alternatives(body: str) -> list[str]:
@@ -80,7 +125,12 @@ def _glob(chunk: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in chunk)
 
 
-def _term(term: str, selector: Selector) -> Callable[[str, str], bool]:
+def _term(term: str, selector: Selector, states: StatesOf | None) -> Callable[[str, str], bool]:
+    lowered = term.lower()
+    if states is not None and (lowered in STATE_WORDS or lowered.partition("=")[0] in STATE_KEYS and "=" in lowered):
+        if lowered == "drifted":
+            lowered = "drift"
+        return lambda name, row: lowered in states(name)
     if term.startswith("~"):
         try:
             rx = re.compile(term[1:], re.IGNORECASE)
@@ -100,18 +150,20 @@ def _term(term: str, selector: Selector) -> Callable[[str, str], bool]:
     return lambda name, row: needle in row.lower()
 
 
-def compile_filter(expr: str, selector: Selector) -> Filter | None:
-    """A Filter for `expr`, or None for an empty expression; FilterError when malformed."""
+def compile_filter(expr: str, selector: Selector, states: StatesOf | None = None) -> Filter | None:
+    """A Filter for `expr`, or None for an empty expression; FilterError when malformed.
+    `states(name)` gives a node's state words (node_states); without it state words are
+    plain substrings."""
     expr = expr.strip()
     if not expr:
         return None
     tests: list[tuple[bool, Callable[[str, str], bool]]] = []
-    for term in expr.split():
+    for term in _MONITOR_WORDS.sub(lambda m: "monitor=" + m.group(1).lower(), expr).split():
         invert = term.startswith("!")
         term = term[1:] if invert else term
         if not term:
             raise FilterError("`!` needs a term after it (e.g. !down)")
-        tests.append((invert, _term(term, selector)))
+        tests.append((invert, _term(term, selector, states)))
 
     def test(name: str, row: str) -> bool:
         return all(fn(name, row) != invert for invert, fn in tests)

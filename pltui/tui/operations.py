@@ -17,9 +17,9 @@ from pltui.fleet import FleetError, save_group
 from pltui.nodesets import fold
 from pltui.sanitize import clean_line
 from pltui.store import StoreError
-from pltui.ssh import ssh_command_line
-from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, resolve
+from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, logs_options, resolve
 from pltui.tui.screens.confirm import ConfirmScreen
+from pltui.tui.shell import SSH_FAILED, ShellRefused, run_shell, shell_argv
 from pltui.tui.screens.progress import ProgressScreen
 from pltui.tui.screens.prompt import PromptScreen
 
@@ -35,6 +35,37 @@ def _nodes(value: object, count: object = None) -> str:
     if isinstance(value, list):
         return f"{len(value)} node{'s' if len(value) != 1 else ''} {clean_line(fold(value), 200)}"
     return (f"{count} nodes " if count is not None else "") + clean_line(str(value), 200)
+
+
+def node_plans_text(plans: dict) -> Text:
+    """Per-node plans (repair's `plan`: node -> state, files to repair, rejections), nodes with
+    the same plan folded into one node set, as `pltui repair --dry-run` lists them."""
+    groups: dict[tuple, list[str]] = {}
+    for node, p in plans.items():
+        fixes = tuple((str(f.get("path")), str(f.get("majority", ""))[:12], f.get("holders"), f.get("answering"),
+                       str(f.get("sources", ""))) for f in p.get("repair") or [] if isinstance(f, dict))
+        rejected = tuple(sorted((str(k), str(v)) for k, v in (p.get("rejected") or {}).items()))
+        key = (str(p.get("state", "?")), str(p.get("error") or ""), fixes, rejected, tuple(p.get("extra") or ()))
+        groups.setdefault(key, []).append(node)
+    out = Text(end="")
+    out.append("plan:", "bold")
+    if not groups:
+        out.append(" nothing to repair\n")
+        return out
+    out.append("\n")
+    for (state, error, fixes, rejected, extra), nodes in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0][0])):
+        out.append(f"  {_nodes(nodes)}: ", "bold")
+        out.append(clean_line(state, 20) + (f" ({clean_line(error, 120)})" if error else "") + "\n")
+        for path, digest, holders, answering, sources in fixes[:20]:
+            out.append(f"    repair {clean_line(path, 80)} <- majority {clean_line(digest, 12)}…"
+                       f" ({clean_line(str(holders), 6)}/{clean_line(str(answering), 6)}) from {clean_line(sources, 60)}\n")
+        if len(fixes) > 20:
+            out.append(f"    ... and {len(fixes) - 20} more files\n")
+        for path, why in rejected[:10]:
+            out.append(f"    not repaired {clean_line(path, 80)}: {clean_line(why, 120)}\n")
+        if extra:
+            out.append(f"    {len(extra)} extra file(s) not in the majority (left alone)\n")
+    return out
 
 
 def plan_text(plan: dict) -> Text:
@@ -61,10 +92,12 @@ def plan_text(plan: dict) -> Text:
                 if details:
                     out.append("\n    " + " · ".join(details))
                 out.append("\n")
+        elif key == "plan" and isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            out.append_text(node_plans_text(value))
         elif isinstance(value, dict):
             out.append(f"{clean_line(key, 40)}: ", "bold")
-            out.append(", ".join(f"{clean_line(str(k), 40)} {_short(v, 60)}" for k, v in value.items()
-                                 if not isinstance(v, (dict, list))) + "\n")
+            out.append((", ".join(f"{clean_line(str(k), 40)} {_short(v, 60)}" for k, v in value.items()
+                                  if not isinstance(v, (dict, list))) or "none") + "\n")
         elif isinstance(value, list):
             out.append(f"{clean_line(key, 40)}: ", "bold")
             if all(isinstance(v, str) for v in value):
@@ -161,6 +194,8 @@ class Operations:
             if not option:
                 self.notify(f"{spec.name} cancelled")
                 return
+        if spec.name == "logs" and option and logs_options(option)[1] and self._refuse_readonly("logs --prune"):
+            return
         if spec.name == "repair":
             self.notify("repair: checking which files can be repaired (checksum sweep where needed)")
         try:
@@ -171,6 +206,10 @@ class Operations:
         except (ActionError, FleetError, ValueError, TypeError, OSError, StoreError) as exc:
             self.notify(clean_line(str(exc), 500), title=f"{spec.name} cannot start", severity="error")
             return
+        except Exception as exc:  # a bug in building must not take the console down
+            self.notify(clean_line(f"{type(exc).__name__}: {exc}", 500), title=f"{spec.name} cannot start",
+                        severity="error")
+            return
         count = len(action.nodes)
         question = Text(end="")
         question.append(f"{spec.title} {count} node{'s' if count != 1 else ''}?", "bold")
@@ -178,14 +217,66 @@ class Operations:
             question.append(f"\n{'bundle' if spec.name == 'rollout' else 'command' if spec.name == 'exec' else 'into'}: "
                             f"{clean_line(option, 200)}")
         question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
-        if not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
-                                                         plan_text(plan), yes=f"{spec.name} {count} nodes")):
+        if spec.typed_confirm:
+            if not await self._typed_confirmation(spec.name, count, question):
+                return
+        elif not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
+                                                           plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
             return
         run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
         self.runs.append(run)
         self._run_action(run)
         self.push_screen(ProgressScreen(run))
+
+    @work(group="ask")
+    async def start_saved_rollout(self, action_id: str, mode: str) -> None:
+        """Resume or roll back a saved rollout: the CLI's --resume/--rollback, reviewed first."""
+        if self._refuse_readonly(f"rollout {mode}"):
+            return
+        from pltui.actions.rollout import Rollout
+
+        spec = SPECS["rollout"]
+        engine = self.view.engine
+        control = Control()
+        try:
+            if engine.store is None:
+                raise ActionError(f"no state database: {engine.store_error or 'unavailable'}")
+            action = Rollout.load(self.view.fleet, engine.transport, engine.store, action_id, mode=mode,
+                                  emit=engine.emit, control=control, state_dir=self.state_dir)
+            plan = action.plan()
+        except Exception as exc:  # ActionError, or a saved state this version cannot read
+            self.notify(clean_line(str(exc), 500), title=f"rollout {mode} cannot start", severity="error")
+            return
+        count = len(action.nodes)
+        question = Text(end="")
+        question.append(f"{'Resume' if mode == 'resume' else 'Roll back'} rollout {clean_line(action_id, 80)} "
+                        f"on {count} node{'s' if count != 1 else ''}?", "bold")
+        question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
+        if not await self.push_screen_wait(ConfirmScreen(f"rollout {mode}: review and confirm", question,
+                                                         plan_text(plan), yes=f"{mode} {count} nodes")):
+            self.notify(f"rollout {mode} cancelled")
+            return
+        run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
+        self.runs.append(run)
+        self._run_action(run)
+        self.push_screen(ProgressScreen(run))
+
+    def show_rollouts(self) -> None:
+        from pltui.tui.screens.rollouts import RolloutsScreen
+
+        self.push_screen(RolloutsScreen())
+
+    async def _typed_confirmation(self, verb: str, count: int, question: Text) -> bool:
+        """For what cannot be undone (reboot): the operator types the node count or the verb."""
+        hint = question.copy()
+        hint.append(f"\nType {count} (the node count) or {verb!r} and enter; anything else cancels.")
+        answer = await self.push_screen_wait(PromptScreen(f"{verb}: type to confirm", hint=hint,
+                                                          placeholder=f"{count} or {verb}"))
+        if (answer or "").strip() not in (str(count), verb):
+            self.notify(f"{verb} cancelled" + (f" (typed {answer.strip()!r})" if answer else ""))
+            return False
+        return True
 
     @work(group="actions")
     async def _run_action(self, run: ActionRun) -> None:
@@ -234,19 +325,26 @@ class Operations:
         self.view.refresh_selector()
         self.notify(f"saved @{group} ({len(names)} nodes) to {fleet.path.name}; previous file kept as .bak")
 
-    def shell_argv(self, name: str) -> list[str]:
-        return ssh_command_line(self.view.fleet, self.view.fleet.nodes[name])
+    def shell_argv(self, name: str, log_file: str | None = None) -> list[str]:
+        return shell_argv(self.view.fleet, self.view.fleet.nodes[name], log_file)
 
     def open_shell(self, name: str) -> None:
-        argv = self.shell_argv(name)
+        try:
+            self.shell_argv(name)
+        except ShellRefused as exc:
+            self.notify(str(exc), title="no shell", severity="error")
+            return
         try:
             with self.suspend():
-                code = subprocess.call(argv)
+                code, cause = run_shell(lambda log: self.shell_argv(name, log), subprocess.call)
         except SuspendNotSupported:
             self.notify("cannot hand the terminal to ssh here", severity="error")
             return
         except OSError as exc:
             self.notify(f"ssh: {exc}", severity="error")
             return
-        if code:
-            self.notify(f"ssh to {name} exited with {code}", severity="warning")
+        if code == SSH_FAILED:
+            self.notify(f"ssh to {name} failed: {cause or 'ssh gave no reason (exit 255)'}",
+                        title="shell", severity="error", timeout=15)
+        elif code:
+            self.notify(f"shell on {name} ended with status {code}")

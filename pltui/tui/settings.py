@@ -12,7 +12,7 @@ from typing import Any
 
 from pltui.tui.themes import config_dir
 
-KNOWN = {"theme": str}
+KNOWN = {"theme": str, "bell": bool}
 
 
 def settings_path(base: Path | None = None) -> Path:

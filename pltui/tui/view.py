@@ -15,7 +15,7 @@ from rich.style import Style
 from pltui.nodesets import Selector, fold
 from pltui.sweep import Engine
 from pltui.tui.cells import COLUMNS, Context, row_cells, sort_key
-from pltui.tui.filters import Filter
+from pltui.tui.filters import Filter, node_states
 
 ALL_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -37,6 +37,14 @@ class ConsoleView:
         self.styles: dict[str, Style] = {}
         self._group_cache: dict[str, str] = {}
         self._frozen: tuple[dict, object] | None = None
+        self.answered: dict[str, float] = {}     # node -> when it last answered (seen by this console)
+        for name, status in engine.statuses.items():
+            self.note(status)
+
+    def note(self, status) -> None:
+        """Remember when a node answered, so a down node can say since when it is silent."""
+        if status.reachable and status.observed:
+            self.answered[status.node] = status.observed
 
     def refresh_selector(self) -> None:
         """Node-set expressions against the console's nodes and the fleet's (saved) groups."""
@@ -63,7 +71,19 @@ class ConsoleView:
     def context(self) -> Context:
         stale = max(2 * self.fleet.sweep.interval, 60.0)
         return Context(self.fleet, self.consensus, self.marks, self.styles, self.clock(), stale,
-                       self._group_cache)
+                       self._group_cache, self.answered)
+
+    def states_of(self, name: str) -> frozenset:
+        """The filter's state words for one node (down, drift, stale, version=X...)."""
+        if name not in self.index:
+            return frozenset()
+        stale = max(2 * self.fleet.sweep.interval, 60.0)
+        node = self.fleet.nodes.get(name)
+        return node_states(name, self.statuses[name], self.consensus, self.marks, self.clock(), stale,
+                           node.track if node is not None else None, self.answered.get(name, 0.0))
+
+    def troubled(self, name: str) -> bool:
+        return "trouble" in self.states_of(name)
 
     def cells(self, name: str, ctx: Context) -> dict[str, object]:
         return row_cells(self.statuses[name], ctx, ALL_KEYS)

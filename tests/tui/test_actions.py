@@ -57,14 +57,20 @@ async def test_rollout_gate_pause_abort_and_report(engine, console, scripted):
         run = screen.job
         assert await wait_for(pilot, lambda: run.control.waiting_at_gate)
         await wait_text(pilot, "stage gate: production", "waiting at gate production", "bytes [", "100%", "3.4M/3.4M")
-        assert "rollout running (A)" in app.main.header.render().plain
+        app.refresh_header()
+        header = app.main.header.render().plain           # a gate waits for the operator: say so
+        assert "rollout waiting for you (A)" in header and "running" not in header
         await pilot.press("y")                                   # go on with the next stage
         assert await wait_for(pilot, lambda: run.states["node04"].state == "swapping")
         await pilot.press("p")                                   # pause
         assert run.control.paused
         await wait_text(pilot, "paused")
+        app.refresh_header()
+        assert "rollout paused (A)" in app.main.header.render().plain
         await pilot.press("c")                                   # continue
         assert not run.control.paused
+        app.refresh_header()
+        assert "rollout running (A)" in app.main.header.render().plain
         scripted["release"].set()
         assert await wait_for(pilot, lambda: run.finished)
         await wait_text(pilot, "finished with failures", "rolled-back (1): node09", "done (8): node[01-08]")

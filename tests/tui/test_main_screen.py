@@ -264,12 +264,13 @@ async def test_seen_column_ages_without_node_updates(engine, console):
     app = console(engine, clock=lambda: now[0])
     async with app.run_test(size=(160, 30)) as pilot:
         await fed(pilot, engine)
-        assert row(app, "node01")["seen"] == "<1m" and row(app, "node11")["seen"] == "<1m"
+        # node11 is down (refused) and never answered: "-", not "<1m" (its failed probe)
+        assert row(app, "node01")["seen"] == "<1m" and row(app, "node11")["seen"] == "-"
         assert row(app, "node24")["seen"] == "-" and row(app, "node22")["seen"] == "10m"   # never seen; 614 s
         now[0] += 300
         app._refresh_ages()                                   # what the 30 s age clock calls
         await pilot.pause()
-        assert row(app, "node01")["seen"] == "5m" and row(app, "node11")["seen"] == "5m"
+        assert row(app, "node01")["seen"] == "5m" and row(app, "node11")["seen"] == "-"
         assert row(app, "node22")["seen"] == "15m"
         assert "5m" in screen_text(app)
         await pilot.pause(1.2)                                # the header's own 1 s clock

@@ -40,7 +40,7 @@ async def test_detail_screen_shows_everything(engine, console):
         assert isinstance(app.screen, DetailScreen)
         await pilot.pause()
         text = screen_text(app)
-        for expected in ("node09", "production", "127.0.0.1:9", "ok 18ms", "2.4.1", "sha256sum",
+        for expected in ("node09", "production", "127.0.0.1:9", "ok, round trip 18ms", "2.4.1", "sha256sum",
                          "proxy", "cache", "pid", "restarts",
                          "drifted file", "bin/proxy", "cccccccccccccccc", "aaaaaaaaaaaaaaaa", "13/15",
                          "heal failed: connection refused", "2027-01-15 06:31:40"):

@@ -146,3 +146,72 @@ def test_rollout_report(snap_compare, app_for, scripted):
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(100, 34), run_before=before)
+
+
+# -- 80x24: every screen with its key line visible ------------------------------------------------
+
+
+def test_rollout_confirm_80x24(snap_compare, app_for, scripted):
+    async def before(pilot):
+        await _start_rollout(pilot)
+        await wait_text(pilot, "no (default)")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def test_rollout_report_80x24(snap_compare, app_for, scripted):
+    async def before(pilot):
+        app = await _start_rollout(pilot)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: bool(app.runs) and app.runs[0].control.waiting_at_gate)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.runs[0].finished)
+        await wait_text(pilot, "report: finished with failures")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def test_help_80x24(snap_compare, app_for):
+    async def before(pilot):
+        await _fed(pilot)
+        await pilot.press("question_mark")
+        await wait_text(pilot, "esc / q / ? close")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def test_transitions_in_event_pane_80x24(snap_compare, app_for):
+    from pltui.model import NodeTransition
+
+    async def before(pilot):
+        await _fed(pilot)
+        engine = pilot.app.view.engine
+        engine.emit(NodeTransition(node="node06", kind="went-down", detail="timeout: no answer in 30s",
+                                   since=FROZEN_NOW - 300, time=FROZEN_NOW - 290))
+        engine.emit(NodeTransition(node="node09", kind="new-drift", detail="bin/proxy drifted",
+                                   since=FROZEN_NOW - 60, time=FROZEN_NOW - 50))
+        engine.emit(NodeTransition(node="node11", kind="came-back", since=FROZEN_NOW - 10, time=FROZEN_NOW - 5))
+        await wait_for(pilot, lambda: pilot.app.changes_unseen == 3)
+        pilot.app.refresh_header()
+        await wait_text(pilot, "3 changes (e)")
+        await pilot.press("e")
+        await wait_text(pilot, "node11: came back")
+        await pilot.press("W")                     # worst first
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def test_filter_prompt_80x24(snap_compare, app_for):
+    async def before(pilot):
+        await _fed(pilot)
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "PromptScreen")
+        pilot.app.screen.query_one("Input").value = "down"
+        await wait_for(pilot, lambda: pilot.app.main.table.row_count == 4)
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)

@@ -14,6 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from pltui.tui.screens.once import dismiss_once
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
@@ -45,5 +47,22 @@ class ConfirmScreen(ModalScreen[bool]):
             keys.append(" / esc / enter  no (default)")
             yield Static(keys, id="confirm-keys")
 
+    def on_mount(self) -> None:
+        self._fit_body()
+        self.app.release_keys()
+
+    def on_resize(self) -> None:
+        self._fit_body()
+
+    def _fit_body(self) -> None:
+        """The body (a plan) scrolls in what the title, question and answer keys leave of the
+        screen, so the y/n line is always visible (at 80x24 too)."""
+        if self.body is None:
+            return
+        width = max(20, min(76, int(self.app.size.width * 0.96)) - 4)
+        question = sum(max(1, -(-len(line) // width)) for line in self.question.plain.split("\n"))
+        fixed = 2 + 1 + 2 + question + 2 + 2 + 2      # borders, title, margins, keys, body border, slack
+        self.query_one("#confirm-body").styles.max_height = max(3, self.app.size.height - fixed)
+
     def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
+        dismiss_once(self, value)

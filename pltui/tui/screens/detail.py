@@ -8,6 +8,7 @@ import time
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -20,7 +21,11 @@ from pltui.model import Health, NodeStatus
 from pltui.sanitize import clean_line
 from pltui.store import StoreError
 from pltui.tui.cells import HEALTH_SYMBOL, HEALTH_VAR, Context, cell, checksum_word, group_label
+from pltui.tui.remote import (FILE_MAX, TAIL_EVERY, TAIL_MAX, RemoteError, cat_command, diff_text, fetch,
+                              majority_holder,
+                              tail_command, tail_text)
 from pltui.tui.view import ConsoleView
+from pltui.tui.screens.once import dismiss_once
 
 STRIP_CELLS = 48
 _WORST = {Health.DOWN: 3, Health.DEGRADED: 2, Health.UNKNOWN: 1, Health.UP: 0}
@@ -90,8 +95,16 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     probe.add_column()
     probe.add_column(style="bold", no_wrap=True)
     probe.add_column()
-    observed = f"{_clock(status.observed)} ({format_duration(max(0.0, now - status.observed))} ago)" \
-        if status.observed else "never"
+    def when(t: float) -> str:
+        return f"{_clock(t)} ({format_duration(max(0.0, now - t))} ago)" if t else "not since the console started"
+
+    observed = when(status.observed) if status.observed else "never"
+    answered = when(view.answered.get(name, 0.0) if not status.reachable else status.observed)
+    ssh = cell("ssh", status, ctx) if not status.reachable else Text("ok", ctx.style("node-up"), end="")
+    if status.latency_ms is not None:
+        ssh.append(f", round trip {status.latency_ms:.0f}ms")
+    if status.queue_ms is not None:
+        ssh.append(f", queued {status.queue_ms:.0f}ms", ctx.style("muted"))
     monitor = cell("monitor", status, ctx)
     if status.monitor_pid:
         monitor.append(f"  pid {status.monitor_pid}")
@@ -103,7 +116,8 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
     elif status.clock is not None and status.observed:
         skew = f"{status.clock - status.observed:+.1f}s"
     rows = [
-        ("ssh", cell("ssh", status, ctx), "observed", _t(observed)),
+        ("ssh", ssh, "last probed", _t(observed)),
+        ("", "", "last answered", _t(answered)),
         ("error", _t(status.error, ctx.style("node-down")), "monitor", monitor),
         ("version", _t(status.version), "protocol", cell("protocol", status, ctx)),
         ("load", cell("load", status, ctx), "uptime", _t(format_duration(status.uptime) if status.uptime is not None else None)),
@@ -144,7 +158,7 @@ def detail_renderable(view: ConsoleView, name: str, history: list[dict], events:
                       _t(f"{verdict.holders}/{verdict.answering}" if verdict else "-"))
     if len(drifted) > 200:
         files.add_row(_t(f"... and {len(drifted) - 200} more"), "", "", "")
-    sums = Text(f"checksums: {checksum_word(name, ctx)}")
+    sums = Text(f"checksums: {checksum_word(name, ctx, status)}")
     noq = consensus.no_quorum.get(node.track, [])
     if noq:
         sums.append(f"   {len(noq)} file(s) of track {clean_line(node.track, 32)} without quorum", ctx.style("node-degraded"))
@@ -178,20 +192,26 @@ class DetailScreen(Screen):
         Binding("q", "back", "Back", show=False),
         Binding("exclamation_mark", "shell", "Shell"),
         Binding("h", "heal", "Heal"),
+        Binding("t", "tail", "Live tail"),
+        Binding("d", "diff", "Diff drift"),
     ]
 
     def __init__(self, node: str):
         super().__init__()
         self.node = node
+        self._tail_timer = None
+        self._tail_busy = False
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-scroll"):
             yield Static(id="detail-body")
+            yield Static(id="detail-remote")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
         self.render_node()
+        self.app.release_keys()
 
     def render_node(self) -> None:
         app = self.app
@@ -207,7 +227,7 @@ class DetailScreen(Screen):
         self.query_one("#detail-body", Static).update(detail_renderable(app.view, self.node, history, events))
 
     def nodes_changed(self, names) -> None:
-        if self.node in names:
+        if self.node in names and self.is_mounted:
             self.render_node()
 
     def check_action(self, action: str, parameters) -> bool | None:
@@ -216,7 +236,87 @@ class DetailScreen(Screen):
         return True
 
     def action_back(self) -> None:
-        self.dismiss()
+        dismiss_once(self)
+
+    # -- from the node: live tail, drift diff -----------------------------------------------
+
+    def _remote(self, heading: str, body: Text, show: bool = False) -> None:
+        out = Text(f"\n{heading}\n", style="bold underline", end="")
+        out.append_text(body)
+        widget = self.query_one("#detail-remote", Static)
+        widget.update(out)
+        if show:                           # bring it into view once (not on every refresh)
+            self.call_after_refresh(widget.scroll_visible, top=True, animate=False)
+
+    def action_tail(self) -> None:
+        """Toggle a live tail of the monitor's events.log and the processes' output, refreshed
+        every few seconds while this screen is open (bounded reads over the engine's transport)."""
+        if self._tail_timer is not None:
+            self._tail_timer.stop()
+            self._tail_timer = None
+            self._remote("live tail", Text("stopped (t starts it again)", end=""))
+            return
+        self._remote("live tail", Text("fetching...", end=""), show=True)
+        self._fetch_tail()
+        self._tail_timer = self.set_interval(TAIL_EVERY, self._fetch_tail, name="detail-tail")
+
+    def _fetch_tail(self) -> None:
+        # Never cancel a fetch in flight (a cancelled connect can leave the node's pooled
+        # connection half made): a tick that finds one running is skipped.
+        if not self._tail_busy:
+            self._tail_busy = True
+            self._tail_once()
+
+    @work(group="detail-tail", exit_on_error=False)
+    async def _tail_once(self) -> None:
+        try:
+            await self._tail_fetch()
+        finally:
+            self._tail_busy = False
+
+    async def _tail_fetch(self) -> None:
+        view = self.app.view
+        node = view.fleet.nodes[self.node]
+        try:
+            data = await fetch(view.engine.transport, node, tail_command(node.root), TAIL_MAX)
+            body = tail_text(data)
+        except RemoteError as exc:
+            body = Text(clean_line(str(exc), 300), style="bold", end="")
+        except Exception as exc:  # never a silent stop: say what broke
+            body = Text(clean_line(f"internal error: {type(exc).__name__}: {exc}", 300), end="")
+        if self._tail_timer is not None and self.is_mounted:
+            self._remote(f"live tail of {clean_line(self.node, 64)} (every {TAIL_EVERY:g}s; t stops)", body)
+
+    def action_diff(self) -> None:
+        view = self.app.view
+        drifted = view.consensus.drift.get(self.node, [])
+        if not drifted:
+            self.app.notify(f"{self.node} has no drifted file (S runs a checksum sweep)")
+            return
+        self._fetch_diff(drifted[0])
+
+    @work(group="detail-diff", exit_on_error=False)
+    async def _fetch_diff(self, path: str) -> None:
+        view = self.app.view
+        fleet = view.fleet
+        holder = majority_holder(self.node, path, fleet, view.statuses, view.consensus)
+        heading = f"diff of {clean_line(path, 120)}"
+        if holder is None:
+            self._remote(heading, Text("no reachable node holds the majority's copy", end=""))
+            return
+        self._remote(heading, Text(f"fetching from {self.node} and {holder}...", end=""))
+        try:
+            mine = await fetch(view.engine.transport, fleet.nodes[self.node],
+                               cat_command(fleet.nodes[self.node].root, path), FILE_MAX + 1)
+            theirs = await fetch(view.engine.transport, fleet.nodes[holder],
+                                 cat_command(fleet.nodes[holder].root, path), FILE_MAX + 1)
+        except RemoteError as exc:
+            self._remote(heading, Text(clean_line(str(exc), 300), style="bold", end=""))
+            return
+        except Exception as exc:  # never a silent hang: say what broke
+            self._remote(heading, Text(clean_line(f"internal error: {type(exc).__name__}: {exc}", 300), end=""))
+            return
+        self._remote(heading, diff_text(mine, theirs, self.node, holder, path), show=True)
 
     def action_shell(self) -> None:
         self.app.open_shell(self.node)

@@ -18,7 +18,9 @@ from pltui.format import human_bytes
 from pltui.nodesets import fold
 from pltui.sanitize import clean, clean_line
 from pltui.tui.dispatch import ActionRun, group_results
+from pltui.tui.screens.once import dismiss_once
 
+MESSAGES_PER_STATE = 5
 STATE_VAR = {"done": "node-up", "ok": "node-up", "skipped": "muted", "failed": "node-down",
              "unreachable": "node-down", "rolled-back": "node-degraded", "untouched": "muted",
              "pending": "muted"}
@@ -122,12 +124,44 @@ def report_renderable(run: ActionRun, styles) -> Text:
     if isinstance(groups, list) and groups and isinstance(groups[0], dict):
         out.append_text(exec_groups(groups, styles))
     elif report.get("nodes"):
-        for nodes, state, message in group_results(report)[:50]:
+        for nodes, state, details in group_results(report)[:20]:
             out.append(f"{clean_line(state, 32)} ({len(nodes)}): ", styles.get(STATE_VAR.get(state, "")) or "bold")
-            out.append(clean_line(fold(nodes), 200) + "\n")
-            if message:
-                out.append(f"    {clean_line(message, 300)}\n")
+            out.append(clean_line(fold(nodes), 300) + "\n")
+            for group, message in details[:MESSAGES_PER_STATE]:
+                out.append(f"    {clean_line(message, 200)}")
+                if len(details) > 1:
+                    out.append(f"  ({clean_line(fold(group), 120)})", styles.get("muted") or "")
+                out.append("\n")
+            if len(details) > MESSAGES_PER_STATE:
+                out.append(f"    ... {len(details) - MESSAGES_PER_STATE} more distinct messages\n",
+                           styles.get("muted") or "")
+    next_line = next_steps(run)
+    if next_line:
+        out.append("next: ", "bold")
+        out.append(next_line + "\n")
     return out
+
+
+UNDO = {"stop": "start", "start": "stop"}
+
+
+def next_steps(run: ActionRun) -> str:
+    """How to go on from here: the key or command that resumes, retries or undoes this run."""
+    report = run.report or {}
+    nodes = report.get("nodes") or {}
+    failed = [n for n, r in nodes.items() if str(r.get("state")) not in ("done", "ok", "skipped")]
+    action_id = clean_line(run.action_id, 80)
+    if run.kind == "rollout":
+        return (f"R on the rollouts screen (:rollouts) resumes {action_id}, B rolls it back; "
+                f"CLI: pltui rollout FLEET --resume {action_id} / --rollback {action_id}")
+    parts = []
+    if failed:
+        parts.append(f"retry the {len(failed)} not done: :mark {clean_line(fold(failed), 120)} then :{run.kind}")
+    if run.kind in UNDO and len(failed) < len(nodes):
+        parts.append(f"undo: :{UNDO[run.kind]} on the same nodes")
+    if run.kind in ("logs", "capture") and isinstance(report.get("summary"), dict) and report["summary"].get("dest"):
+        parts.append(f"files in {clean_line(str(report['summary']['dest']), 120)}")
+    return "; ".join(parts)
 
 
 class ProgressScreen(Screen):
@@ -173,6 +207,7 @@ class ProgressScreen(Screen):
         if not self.job.finished:
             self._poll = self.set_interval(0.5, self._tick)
         self.update_run(force=True)
+        self.app.release_keys()
 
     def _styles(self):
         return self.app.view.styles
@@ -257,4 +292,4 @@ class ProgressScreen(Screen):
         self.update_run(force=True)
 
     def action_back(self) -> None:
-        self.dismiss()
+        dismiss_once(self)

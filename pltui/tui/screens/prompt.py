@@ -3,6 +3,8 @@ choice list (`g` group, `m` mark by state, `t` theme). Escape always backs out w
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,13 +14,20 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from pltui.sanitize import clean_line
+from pltui.tui.screens.once import dismiss_once
+
+MAX_INPUT = 4096
+
 
 class PromptScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Back")]
 
     def __init__(self, title: str, *, value: str = "", placeholder: str = "", hint: Text | str = "",
-                 suggestions: list[str] | None = None, prefix: str = ""):
+                 suggestions: list[str] | None = None, prefix: str = "",
+                 on_change: Callable[[str], None] | None = None):
         super().__init__()
+        self.on_change = on_change         # called with each new value (incremental filter)
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
@@ -36,13 +45,23 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+        self.app.release_keys()            # keys typed while this opened go to the input now
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A paste may carry escapes and control bytes: the input never shows (or returns) them."""
+        safe = clean_line(event.value, MAX_INPUT)
+        if safe != event.value:
+            event.input.value = safe
+            return                         # the cleaned value comes back as its own Changed
+        if self.on_change is not None:
+            self.on_change(safe)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value)
+        dismiss_once(self, event.value)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        dismiss_once(self, None)
 
 
 class ChoiceScreen(ModalScreen[str | None]):
@@ -72,10 +91,11 @@ class ChoiceScreen(ModalScreen[str | None]):
                 if key == self.current:
                     options.highlighted = index
                     break
+        self.app.release_keys()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.dismiss(event.option.id)
+        dismiss_once(self, event.option.id)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        dismiss_once(self, None)

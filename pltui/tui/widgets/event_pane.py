@@ -18,6 +18,24 @@ LEVEL_VAR = {"error": "node-down", "warning": "node-degraded", "info": "muted", 
 LEVEL_WORD = {"error": "ERR ", "warning": "WARN", "info": "info", "ok": "ok  "}
 
 
+TRANSITION_WORDS = {"went-down": "went down", "came-back": "came back", "new-drift": "new drift",
+                    "repaired": "repaired", "version-changed": "version changed",
+                    "protocol-changed": "protocol changed", "monitor-healed": "monitor healed",
+                    "crash-looping": "process crash-looping"}
+TRANSITION_LEVEL = {"went-down": "error", "crash-looping": "error", "new-drift": "warning",
+                    "protocol-changed": "warning", "came-back": "ok", "repaired": "ok", "monitor-healed": "ok",
+                    "version-changed": "info"}
+
+
+def transition_message(event) -> str:
+    """`went down: timeout (since 10:42:05)`; the node name is the line's own prefix."""
+    word = TRANSITION_WORDS.get(event.kind, clean_line(event.kind, 32).replace("-", " "))
+    out = word + (f": {clean_line(event.detail, 300)}" if event.detail else "")
+    if event.since:
+        out += time.strftime(" (since %H:%M:%S)", time.localtime(event.since))
+    return out
+
+
 def event_line(when: float, level: str, message: str, node: str | None, styles: dict[str, Style]) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis", end="")
     line.append(time.strftime("%H:%M:%S ", time.localtime(when)), styles.get("muted", Style()))

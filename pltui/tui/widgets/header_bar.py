@@ -22,7 +22,8 @@ def _ago(seconds: float) -> str:
     return format_duration(seconds if seconds < 60 else (seconds // 60) * 60)
 
 
-def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str] | None = None) -> Text:
+def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str] | None = None,
+                changes_unseen: int = 0) -> Text:
     engine = view.engine
     now = view.clock()
     ctx_style = view.styles.get
@@ -47,7 +48,7 @@ def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str]
         out.append(f", next in {_ago(left)}" if left >= 1 else ", next due now")
     if running:
         out.append("  ")
-        out.append(" " + ", ".join(running) + " running (A) ", "reverse")
+        out.append(" " + clean_line(", ".join(running), 80) + " (A) ", "reverse")
     out.append("\n")
     counts = view.health_counts()
     for health, word in ((Health.UP, "up"), (Health.DEGRADED, "degraded"), (Health.DOWN, "down"),
@@ -83,6 +84,9 @@ def header_text(view: ConsoleView, *, events_unseen: int = 0, running: list[str]
     if view.filter is not None:
         out.append("  │ filter ")
         out.append(clean_line(view.filter.expr, 40), "bold")
+    if changes_unseen:
+        out.append(f"  │ {changes_unseen} change{'s' if changes_unseen > 1 else ''} (e)",
+                   (ctx_style("node-degraded") or Style()) + Style(bold=True))
     if events_unseen:
         out.append(f"  │ {events_unseen} new event{'s' if events_unseen > 1 else ''} (e)", ctx_style("node-degraded") or "")
     return out

@@ -120,6 +120,8 @@ class NodeTable(DataTable):
         return fit_columns(width or 80, node_width, self.cell_padding)
 
     def _label(self, column: Column) -> Text:
+        if column.key == "node" and self.view.sort_column == "status":     # fits the narrowest node column
+            return Text("best ▲" if self.view.sort_reverse else "worst ▲", style="bold", end="")
         label = Text(column.label, style="bold", end="")
         if column.key == self.view.sort_column and column.key != "mark":
             label.append(" ▼" if self.view.sort_reverse else " ▲")
