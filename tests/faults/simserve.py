@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from pltui.nodesim import SimFleet
+from pltui.demo.nodesim import SimFleet
 
 
 async def main(n: int, base: Path, fleet_kwargs: dict) -> None:

@@ -7,7 +7,7 @@ planted trouble, for newcomers (`pltui demo`), tests and benchmarks.
     ... Engine(pltui.fleet.load(demo.fleet_path)) ...
     await demo.stop()                                     # nothing left running
 
-Every node is a `pltui.nodesim.SimNode` (an asyncssh server on 127.0.0.1 with its own port and
+Every node is a `pltui.demo.nodesim.SimNode` (an asyncssh server on 127.0.0.1 with its own port and
 host key, listed in DIR/known_hosts; host keys are checked strictly) whose commands run as real
 shell commands in the node's service root DIR/nodes/NAME. Each root holds::
 
@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from pltui.nodesets import fold
-from pltui.nodesim import MARKER_ENV, SimFleet, kill_pids, marked_pids, node_names, pid_alive
+from pltui.demo.nodesim import MARKER_ENV, SimFleet, kill_pids, marked_pids, node_names, pid_alive
 
 PREFIX = "demo"
 FLEET_NAME = "demo"

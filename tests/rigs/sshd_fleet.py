@@ -22,7 +22,7 @@ directory instead (``fleet.share_dir``, removed by stop(); ``BASE/nodes`` links 
 
 Shell nodes (portability tests): ``start(n, base, shells={"sshd001": "busybox", ...})`` gives each
 named node its own login user ``pltui-sh-KEY`` whose login shell is that shell, and its own sshd
-run in a mount namespace where /bin/sh is that shell (`pltui.testshells`; needs root; a shell
+run in a mount namespace where /bin/sh is that shell (`rigs.testshells`; needs root; a shell
 that cannot be had raises `ShellUnavailable`, which tests turn into a skip). `node.user` then
 names the node's login user, the fleet file gets it per node, `connect_options` uses it, and
 `node_pw(name)` is the owner of the node's root.
@@ -62,9 +62,9 @@ from typing import Any, Iterable, Mapping
 
 import asyncssh
 
-from pltui import testshells
-from pltui.testshells import NodeShell
-from pltui.nodesim import (
+from rigs import testshells
+from rigs.testshells import NodeShell
+from pltui.demo.nodesim import (
     FleetFiles,
     MARKER_ENV,
     kill_marked,
@@ -247,7 +247,7 @@ class SshdNode:
     trusted_key: asyncssh.SSHKey  # the key known_hosts lists for it
     up: bool = True
     user: str | None = None  # its own login user (a shell node), else the fleet's user
-    shell: NodeShell | None = None  # its login shell and /bin/sh (pltui.testshells), else the host's
+    shell: NodeShell | None = None  # its login shell and /bin/sh (rigs.testshells), else the host's
 
     @property
     def mode(self) -> str:
@@ -312,7 +312,7 @@ class SshdFleet(FleetFiles):
     ) -> "SshdFleet":
         """Start n nodes (`prefix001`...), at most `per_instance` per sshd; nodes named in
         `solo` get an sshd each (cheap faults later). `shells` maps node names to test shells
-        (`pltui.testshells.SHELLS` keys): such a node logs in as that shell's user and its sshd
+        (`rigs.testshells.SHELLS` keys): such a node logs in as that shell's user and its sshd
         runs alone in a mount namespace where /bin/sh is that shell. Raises SshdError (with the
         sshd log), or `ShellUnavailable` when a shell cannot be had here (tests skip on it)."""
         sshd = find_sshd()
@@ -416,7 +416,7 @@ class SshdFleet(FleetFiles):
         return self.base_dir / "logs" / f"sshd-{inst.index:03d}.log"
 
     def _config(self, inst: _Instance, extra: Iterable[str] = ()) -> str:
-        lines = [f"# pltui.sshd_fleet instance {inst.index} ({self.version})"]
+        lines = [f"# rigs.sshd_fleet instance {inst.index} ({self.version})"]
         lines += [f"ListenAddress {self.nodes[name].host}:{self.nodes[name].port}" for name in inst.names]
         lines += [
             f"HostKey {inst.key_path}",

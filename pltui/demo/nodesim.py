@@ -86,7 +86,7 @@ GARBAGE = (
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers shared with pltui.sshd_fleet
+# Helpers shared with the real-sshd test rig (tests/rigs/sshd_fleet.py)
 
 
 def raise_nofile(needed: int = 0) -> tuple[int, int]:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import asyncssh
 
-from pltui.nodesim import known_hosts_entry, kill_pids, write_private_key
-from pltui.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state
+from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
+from rigs.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
