@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test rigs: tests/rigs/
 
 from pltui.fleet import load  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
 from pltui.demo.nodesim import fleet_document, write_toml  # noqa: E402
 from rigs.sshd_bastions import Bastions, GatedSshdFleet  # noqa: E402
 from pltui.sweep import Engine  # noqa: E402
@@ -51,6 +52,7 @@ def fleet_file(nodes, path: Path, jumps: dict[str, str] | None) -> Path:
 
 
 def main() -> int:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=200)
     args = parser.parse_args()

@@ -37,6 +37,7 @@ from pltui import fleet as fleetfile  # noqa: E402
 from pltui.actions.base import Control  # noqa: E402
 from pltui.actions.bundle import Bundle  # noqa: E402
 from pltui.actions.rollout import Rollout, build_stages  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
 from pltui.model import ActionProgress  # noqa: E402
 from pltui.ssh import Transport  # noqa: E402
 from pltui.store import Store  # noqa: E402
@@ -49,6 +50,8 @@ SERVER = r"""
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[5])  # the test rigs: tests/rigs/
+from pltui.limits import raise_nofile_limit
+raise_nofile_limit()  # this server process is an entry point
 kind, n, base, service = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), __import__("json").loads(sys.argv[4])
 if kind == "sim":
     from pltui.demo.nodesim import SimFleetThread
@@ -154,6 +157,7 @@ async def bench(n: int, kind: str, parallel: int) -> None:
 
 
 def main() -> None:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 100])
     parser.add_argument("--kind", choices=("sim", "sshd"), default="sim")

@@ -33,6 +33,7 @@ import asyncssh  # noqa: E402
 
 from pltui import fleet as fleet_mod  # noqa: E402
 from pltui import probe  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
 from pltui.model import SSHState  # noqa: E402
 from pltui.ssh import bounded  # noqa: E402
 from pltui.sweep import Engine  # noqa: E402
@@ -179,6 +180,7 @@ class Nodes:
 
 
 def main() -> None:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--sshd-max", type=int, default=500, help="largest N served by real sshd")

@@ -25,10 +25,17 @@ import itertools
 import pytest
 
 from pltui.demo.nodesim import SimFleet
+from pltui.limits import raise_nofile_limit
 from rigs.sshd_fleet import SshdFleet, find_sshd
 
 SSHD_MISSING = "OpenSSH sshd is not installed (scripts/test.sh installs openssh-server)"
 _SSHD_FIXTURES = {"sshd_fleet", "make_sshd_fleet"}
+
+
+def pytest_configure(config):
+    # The test session is an entry point: raise the open-file limit once, as pltui.cli.main does
+    # (the engine only reads it; in-process fleets of 1,000 nodes need one fd per connection).
+    raise_nofile_limit()
 
 
 def pytest_collection_modifyitems(config, items):

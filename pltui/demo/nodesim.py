@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import getpass
 import os
-import resource
 import secrets
 import signal
 import socket
@@ -89,27 +88,14 @@ GARBAGE = (
 # Helpers shared with the real-sshd test rig (tests/rigs/sshd_fleet.py)
 
 
-def raise_nofile(needed: int = 0) -> tuple[int, int]:
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit; warn when `needed` fds won't fit.
+def warn_if_few_fds(needed: int) -> None:
+    """Warn when the open-file limit cannot hold `needed` descriptors. Raising it is process-wide,
+    so it is the caller's entry point's job (`pltui.limits.raise_nofile_limit`), never done here."""
+    from pltui.limits import nofile_limit
 
-    Returns the (soft, hard) limits now in force.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if needed and soft != resource.RLIM_INFINITY and needed > soft:
-        warnings.warn(
-            f"RLIMIT_NOFILE is {soft} (hard {hard}) but about {needed} file descriptors are needed; "
-            f"raise the hard limit (ulimit -Hn) or use fewer nodes",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return soft, hard
+    _, warning = nofile_limit(needed)
+    if warning:
+        warnings.warn(f"{warning}: raise it (ulimit -n) or use fewer nodes", RuntimeWarning, stacklevel=3)
 
 
 def node_names(prefix: str, n: int) -> list[str]:
@@ -136,14 +122,22 @@ def marked_pids(token: str) -> list[int]:
     return found
 
 
-def pid_alive(pid: int) -> bool:
-    """True when /proc/PID exists and is not a zombie."""
+def proc_stat(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first), [] when gone.
+
+    The name is skipped up to its last ")": it may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] != b"Z"
+        return []
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """True when /proc/PID exists and is not a zombie."""
+    fields = proc_stat(pid)
+    return bool(fields) and fields[0] != b"Z"
 
 
 def kill_pids(pids: Iterable[int], *, grace: float = 1.0) -> list[int]:
@@ -670,7 +664,7 @@ class SimFleet(FleetFiles):
         """
         if n < 1:
             raise ValueError("a fleet needs at least one node")
-        raise_nofile(n + 64)
+        warn_if_few_fds(n + 64)
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
         fleet = cls(base_dir, user or getpass.getuser())

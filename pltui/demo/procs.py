@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pltui.demo.nodesim import MARKER_ENV, kill_pids, pid_alive
+from pltui.demo.nodesim import MARKER_ENV, kill_pids, pid_alive, proc_stat
 
 
 def read_pid(path: Path) -> int | None:
@@ -24,22 +24,20 @@ def read_pid(path: Path) -> int | None:
     return int(text[0]) if text and text[0].isdigit() and int(text[0]) > 1 else None
 
 
-def start_time(pid: int) -> int | None:
+def _stat_number(pid: int, index: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(proc_stat(pid)[index])
+    except (ValueError, IndexError):
         return None
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot): with the pid, names one process for good."""
+    return _stat_number(pid, 19)
 
 
 def parent_pid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    return _stat_number(pid, 1)
 
 
 def set_subreaper(on: bool) -> bool:

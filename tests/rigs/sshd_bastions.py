@@ -37,7 +37,7 @@ from pathlib import Path
 import asyncssh
 
 from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
-from rigs.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state
+from rigs.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state, socket_inodes
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
@@ -86,13 +86,7 @@ def _free_port(host: str) -> int:
 
 def _listening(pid: int) -> set[int]:
     """Ports on which process `pid` holds a listening TCP socket (IPv4 or IPv6)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
+    inodes = socket_inodes(pid)
     ports = set()
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):

@@ -62,6 +62,7 @@ from typing import Any, Iterable, Mapping
 
 import asyncssh
 
+from pltui.limits import raise_nofile_limit
 from rigs import testshells
 from rigs.testshells import NodeShell
 from pltui.demo.nodesim import (
@@ -70,8 +71,8 @@ from pltui.demo.nodesim import (
     kill_marked,
     kill_pids,
     node_names,
+    proc_stat,
     public_line,
-    raise_nofile,
     write_private_key,
 )
 
@@ -182,8 +183,8 @@ def _free_port(host: str, taken: set[tuple[str, int]]) -> int:
     raise SshdError(f"no free port on {host}")
 
 
-def listening_sockets(pid: int) -> set[tuple[str, int]]:
-    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+def socket_inodes(pid: int) -> set[str]:
+    """Inode numbers of the sockets process `pid` holds open (from its /proc/PID/fd links)."""
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -191,6 +192,12 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
                 link = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if link.startswith("socket:["):
                     inodes.add(link[8:-1])
+    return inodes
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+    inodes = socket_inodes(pid)
     found = set()
     if not inodes:
         return found
@@ -226,12 +233,8 @@ def _descendants(pid: int) -> list[int]:
 
 def _proc_state(pid: int) -> str:
     """The state letter of /proc/PID/stat ("" when gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    return data[data.rfind(b")") + 2:].split()[0].decode()
+    fields = proc_stat(pid)
+    return fields[0].decode() if fields else ""
 
 
 @dataclass
@@ -321,7 +324,7 @@ class SshdFleet(FleetFiles):
         if n < 1:
             raise ValueError("a fleet needs at least one node")
         per_instance = max(1, min(per_instance, MAX_LISTEN))
-        raise_nofile(n * 2 + 64)
+        raise_nofile_limit(n * 2 + 64)  # a test harness: the test process is its entry point
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
         shells = dict(shells or {})
