@@ -54,7 +54,7 @@ from pltui.limits import raise_nofile_limit
 raise_nofile_limit()  # this server process is an entry point
 kind, n, base, service = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), __import__("json").loads(sys.argv[4])
 if kind == "sim":
-    from pltui.demo.nodesim import SimFleetThread
+    from pltui.demo.thread import SimFleetThread
     server = SimFleetThread(n, base / "nodes", shared_host_key=n > 200)
     fleet = server.start()
 else:

@@ -1,5 +1,6 @@
-"""The demo's process bookkeeping: pids by pid file and start time, killing what the demo
-started (and only that), the subreaper, and the reaper process that cleans up if we die."""
+"""Processes of the simulated nodes and the demo: finding them (by the fleet's environment
+marker, by pid file and start time), killing what they started (and only that), the subreaper,
+and the reaper process that cleans up if we die. The real-sshd test rig uses these too."""
 
 from __future__ import annotations
 
@@ -10,10 +11,87 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from pltui.demo.nodesim import MARKER_ENV, kill_pids, pid_alive, proc_stat
+# Every process a simulated node starts carries PLTUI_TESTFLEET=<token> in its environment.
+MARKER_ENV = "PLTUI_TESTFLEET"
+
+
+def warn_if_few_fds(needed: int) -> None:
+    """Warn when the open-file limit cannot hold `needed` descriptors. Raising it is process-wide,
+    so it is the caller's entry point's job (`pltui.limits.raise_nofile_limit`), never done here."""
+    from pltui.limits import nofile_limit
+
+    _, warning = nofile_limit(needed)
+    if warning:
+        warnings.warn(f"{warning}: raise it (ulimit -n) or use fewer nodes", RuntimeWarning, stacklevel=3)
+
+
+
+def marked_pids(token: str) -> list[int]:
+    """PIDs of processes whose environment holds ``PLTUI_TESTFLEET=token`` (our nodes' commands)."""
+    needle = f"{MARKER_ENV}={token}".encode()
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def proc_stat(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first), [] when gone.
+
+    The name is skipped up to its last ")": it may hold spaces and parentheses."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return []
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """True when /proc/PID exists and is not a zombie."""
+    fields = proc_stat(pid)
+    return bool(fields) and fields[0] != b"Z"
+
+
+def kill_pids(pids: Iterable[int], *, grace: float = 1.0) -> list[int]:
+    """SIGTERM the given pids, SIGKILL those alive after `grace` seconds; return any still alive."""
+    pids = [p for p in pids if p > 1 and p != os.getpid()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if pid_alive(p)]
+            if not pids:
+                return []
+            time.sleep(0.02)
+    return [p for p in pids if pid_alive(p)]
+
+
+def kill_marked(token: str, *, grace: float = 1.0) -> list[int]:
+    """Kill every process carrying the fleet's marker (bounded); return those that survived."""
+    left: list[int] = []
+    for _ in range(3):  # a dying parent may fork once more; a few bounded rounds
+        pids = marked_pids(token)
+        if not pids:
+            return []
+        left = kill_pids(pids, grace=grace)
+    return left
+
 
 
 def read_pid(path: Path) -> int | None:

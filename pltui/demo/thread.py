@@ -1,5 +1,5 @@
-"""A demo for synchronous callers (the console, subprocess-driven tests): its own event loop in
-a daemon thread."""
+"""For synchronous callers (the console, subprocess-driven tests, sync benchmarks): a demo or a
+simulated fleet on its own event loop in a daemon thread."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from pltui.demo.build import build_demo
 from pltui.demo.layout import DemoError
+from pltui.demo.nodesim import SimFleet
 from pltui.demo.running import Demo
 
 
@@ -89,3 +90,66 @@ class DemoThread:
         if not self._loop.is_running() and not self._loop.is_closed():
             self._loop.close()
         return self.left
+
+
+class SimFleetThread:
+    """A SimFleet on its own event loop in a daemon thread, for synchronous code::
+
+        with SimFleetThread(5, tmp) as sim:
+            sim.fleet.write_fleet(tmp / "fleet.toml")
+            subprocess.run(["pltui", "sweep", ...])
+            sim.set_mode("sim002", "refuse")
+    """
+
+    def __init__(self, n: int, base_dir: str | os.PathLike, **kwargs: Any):
+        self._args = (n, base_dir)
+        self._kwargs = kwargs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.fleet: SimFleet | None = None
+
+    def __enter__(self) -> "SimFleetThread":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120.0) -> SimFleet:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pltui-simfleet", daemon=True)
+        self._thread.start()
+        try:
+            self.fleet = self.call(lambda: SimFleet.start(*self._args, **self._kwargs), timeout=timeout)
+        except BaseException:
+            self._shutdown()
+            raise
+        return self.fleet
+
+    def call(self, coro_fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+        """Run ``await coro_fn()`` on the fleet's loop and return its result."""
+        assert self._loop is not None
+
+        async def run():
+            return await coro_fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def set_mode(self, name: str, mode: str, **kwargs: Any) -> None:
+        self.call(lambda: self.fleet.nodes[name].set_mode(mode, **kwargs))
+
+    def stop(self) -> None:
+        if self.fleet is not None and self._loop is not None:
+            fleet, self.fleet = self.fleet, None
+            self.call(fleet.stop)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            if not self._loop.is_running():
+                self._loop.close()
+            self._loop = None
+            self._thread = None
