@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 import asyncssh
 
 from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
-from rigs.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state, socket_inodes
+from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, _free_port, _proc_state, socket_inodes
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
@@ -69,19 +68,6 @@ class Bastion:
         """OpenSSH form for ProxyJump (IPv6 in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(500):
-        port = int.from_bytes(os.urandom(2), "big") % (PORT_RANGE[1] - PORT_RANGE[0]) + PORT_RANGE[0]
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise SshdError(f"no free port on {host}")
 
 
 def _listening(pid: int) -> set[int]:

@@ -169,12 +169,14 @@ def node_address(index: int) -> str:
     return f"127.0.{index // 250}.{2 + index % 250}"
 
 
-def _free_port(host: str, taken: set[tuple[str, int]]) -> int:
+def _free_port(host: str, taken: Iterable[tuple[str, int]] = ()) -> int:
+    """A port in PORT_RANGE that binds on `host` (IPv4 or IPv6) now and is not in `taken`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
         port = random.randint(*PORT_RANGE)
         if (host, port) in taken:
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
