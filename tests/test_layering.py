@@ -11,6 +11,7 @@ ENGINE = [
     "pltui.fleet", "pltui.nodesets", "pltui.ssh", "pltui.probe", "pltui.sweep", "pltui.consensus",
     "pltui.store", "pltui.model", "pltui.sanitize", "pltui.actions.base", "pltui.actions.control",
     "pltui.metrics", "pltui.alerts", "pltui.init", "pltui.inventories", "pltui.web",
+    "pltui.fleetmodel", "pltui.fleetcheck", "pltui.fleetload", "pltui.limits", "pltui.demo", "pltui.demo.nodesim",
 ]
 
 
@@ -37,7 +38,7 @@ def test_engine_and_cli_do_not_import_textual():
 
 def test_engine_sources_never_mention_textual():
     root = Path(pltui.__file__).parent
-    for path in list(root.glob("*.py")) + list((root / "actions").rglob("*.py")):
+    for path in list(root.glob("*.py")) + list((root / "actions").rglob("*.py")) + list((root / "demo").rglob("*.py")):
         text = path.read_text()
         # textual_serve (pltui/web.py) is another package: an aiohttp server that runs the
         # console as a subprocess and imports no Textual itself
