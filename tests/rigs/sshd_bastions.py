@@ -36,7 +36,7 @@ from pathlib import Path
 import asyncssh
 
 from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
-from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, _free_port, _proc_state, socket_inodes
+from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, _free_port, _proc_state, listening_rows
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
@@ -72,17 +72,7 @@ class Bastion:
 
 def _listening(pid: int) -> set[int]:
     """Ports on which process `pid` holds a listening TCP socket (IPv4 or IPv6)."""
-    inodes = socket_inodes(pid)
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/net/{table}") as f:
-                next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for table in ("tcp", "tcp6") for _, port in listening_rows(pid, table)}
 
 
 class Bastions:

@@ -197,22 +197,27 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def listening_sockets(pid: int) -> set[tuple[str, int]]:
-    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+def listening_rows(pid: int, table: str = "tcp") -> list[tuple[str, int]]:
+    """(hex address, port) of the listening sockets process `pid` holds, from /proc/PID/net/TABLE
+    ("tcp" or "tcp6")."""
     inodes = socket_inodes(pid)
-    found = set()
+    rows = []
     if not inodes:
-        return found
+        return rows
     with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/net/tcp") as f:
+        with open(f"/proc/{pid}/net/{table}") as f:
             next(f, None)
             for line in f:
                 fields = line.split()
                 if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
-                    addr, port = fields[1].split(":")
-                    ip = socket.inet_ntoa(struct.pack("=I", int(addr, 16)))
-                    found.add((ip, int(port, 16)))
-    return found
+                    addr, port = fields[1].rsplit(":", 1)
+                    rows.append((addr, int(port, 16)))
+    return rows
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+    return {(socket.inet_ntoa(struct.pack("=I", int(addr, 16))), port) for addr, port in listening_rows(pid)}
 
 
 def _descendants(pid: int) -> list[int]:
