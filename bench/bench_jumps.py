@@ -1,5 +1,5 @@
 """Jump-host benchmark: N real sshd nodes swept directly (the reference) and through two real
-OpenSSH bastions (pltui.sshd_bastions), side by side in one run.
+OpenSSH bastions (rigs.sshd_bastions), side by side in one run.
 
 Per mode: cold sweep (handshakes included) and warm sweep (pooled connections), wall time,
 client CPU ms per node, nodes answering, and the client logins each bastion accepted (one
@@ -19,10 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from pltui.fleet import load
-from pltui.nodesim import fleet_document, write_toml
-from pltui.sshd_bastions import Bastions, GatedSshdFleet
-from pltui.sweep import Engine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test rigs: tests/rigs/
+
+from pltui.fleet import load  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
+from pltui.demo.nodesim import fleet_document, write_toml  # noqa: E402
+from rigs.sshd_bastions import Bastions, GatedSshdFleet  # noqa: E402
+from pltui.sweep import Engine  # noqa: E402
 
 
 async def measure(path: Path, state: Path) -> dict:
@@ -49,6 +52,7 @@ def fleet_file(nodes, path: Path, jumps: dict[str, str] | None) -> Path:
 
 
 def main() -> int:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=200)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Log collection benchmark: `pltui logs` against OpenSSH `scp -r` of the same files, on loopback.
 
-A real-sshd fleet (pltui.sshd_fleet) of N nodes, each with SIZE MiB of access-log-like text
+A real-sshd fleet (rigs.sshd_fleet) of N nodes, each with SIZE MiB of access-log-like text
 (a current log, rotated ones, an error log and one already-gzipped file). Then, alternating,
 R times each:
 
@@ -35,7 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pltui.sshd_fleet import SshdFleet, find_sshd
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test rigs: tests/rigs/
+
+from rigs.sshd_fleet import SshdFleet, find_sshd  # noqa: E402
 
 BLOCK = 4 << 20
 

@@ -31,11 +31,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")  # the test rigs: tests/rigs/
 
 from pltui import fleet as fleetfile  # noqa: E402
 from pltui.actions.base import Control  # noqa: E402
 from pltui.actions.bundle import Bundle  # noqa: E402
 from pltui.actions.rollout import Rollout, build_stages  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
 from pltui.model import ActionProgress  # noqa: E402
 from pltui.ssh import Transport  # noqa: E402
 from pltui.store import Store  # noqa: E402
@@ -47,13 +49,16 @@ SERVICE = {"process": [{"name": "svc", "start": "bin/svc", "stop_timeout": "5s"}
 SERVER = r"""
 import sys, time
 from pathlib import Path
+sys.path.insert(0, sys.argv[5])  # the test rigs: tests/rigs/
+from pltui.limits import raise_nofile_limit
+raise_nofile_limit()  # this server process is an entry point
 kind, n, base, service = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), __import__("json").loads(sys.argv[4])
 if kind == "sim":
-    from pltui.nodesim import SimFleetThread
+    from pltui.demo.thread import SimFleetThread
     server = SimFleetThread(n, base / "nodes", shared_host_key=n > 200)
     fleet = server.start()
 else:
-    from pltui.sshd_fleet import SshdFleet
+    from rigs.sshd_fleet import SshdFleet
     server = fleet = SshdFleet.start(n, base / "nodes")
 fleet.write_fleet(base / "fleet.toml", service=service,
                   ssh_overrides={"fanout": 256, "handshakes": 64, "command_timeout": "60s", "connect_timeout": "20s"},
@@ -130,7 +135,7 @@ def show(label: str, n: int, r: dict) -> None:
 async def bench(n: int, kind: str, parallel: int) -> None:
     with tempfile.TemporaryDirectory(prefix="pltui-bench-rollout-") as tmp:
         base = Path(tmp)
-        server = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(n), str(base), json.dumps(SERVICE)],
+        server = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(n), str(base), json.dumps(SERVICE), TESTS],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   cwd=str(Path(__file__).resolve().parent.parent))
         try:
@@ -152,6 +157,7 @@ async def bench(n: int, kind: str, parallel: int) -> None:
 
 
 def main() -> None:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 100])
     parser.add_argument("--kind", choices=("sim", "sshd"), default="sim")

@@ -27,13 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncssh
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test rigs: tests/rigs/
 
-from pltui import fleet as fleet_mod
-from pltui import probe
-from pltui.model import SSHState
-from pltui.ssh import bounded
-from pltui.sweep import Engine
+import asyncssh  # noqa: E402
+
+from pltui import fleet as fleet_mod  # noqa: E402
+from pltui import probe  # noqa: E402
+from pltui.limits import raise_nofile_limit  # noqa: E402
+from pltui.model import SSHState  # noqa: E402
+from pltui.ssh import bounded  # noqa: E402
+from pltui.sweep import Engine  # noqa: E402
 
 SERVICE = {
     "important": ["bin/*"],
@@ -122,7 +125,7 @@ async def minimal_run(fleet_path: Path) -> dict:
 
 def serve_sim(n: int, base: Path) -> None:
     """Child process: run n in-process asyncssh nodes until stdin closes."""
-    from pltui.nodesim import SimFleet
+    from pltui.demo.nodesim import SimFleet
 
     async def main():
         sim = await SimFleet.start(n, base, shared_host_key=True)
@@ -149,7 +152,7 @@ class Nodes:
 
     def __enter__(self) -> Path:
         if self.n <= self.sshd_max:
-            from pltui.sshd_fleet import SshdFleet
+            from rigs.sshd_fleet import SshdFleet
 
             self.sshd = SshdFleet.start(self.n, self.base, timeout=120)
             for node in self.sshd.nodes.values():
@@ -177,6 +180,7 @@ class Nodes:
 
 
 def main() -> None:
+    raise_nofile_limit()  # an entry point: one fd per pooled connection (pltui.limits)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--sshd-max", type=int, default=500, help="largest N served by real sshd")

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from pltui import __version__
 from pltui.fleet import Fleet, FleetError, load
+from pltui.limits import raise_nofile_limit
 from pltui.nodesets import NodeSetError, Selector
 from pltui.sanitize import clean
 
@@ -116,6 +117,7 @@ def quiet_third_party_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_party_warnings()
+    raise_nofile_limit()  # one fd per pooled connection; process-wide, so here (pltui.limits)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `pltui FLEET [options]` opens the console on that fleet.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import shlex
 import socket
 import time
@@ -36,6 +35,7 @@ from pltui.deadline import StepDeadline, answers
 from pltui.fleet import Fleet, Node
 from pltui.hostkeys import HostKeyClient, HostKeyError, HostKeys
 from pltui.jumps import Hop, JumpPool, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
+from pltui.limits import nofile_limit, raise_nofile_limit  # noqa: F401 (raise_nofile_limit: for entry points)
 from pltui.model import SSHState
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
@@ -77,21 +77,6 @@ class ExecResult:
         return self.exit_status == 0 and not self.truncated
 
 
-def raise_nofile_limit(wanted: int) -> tuple[int, str | None]:
-    """Raise RLIMIT_NOFILE toward `wanted`; return (limit, warning or None)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return soft, None
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        target = soft
-    if target < wanted:
-        return target, f"open-file limit is {target} (hard limit {hard}), below the {wanted} this fleet may need"
-    return target, None
-
-
 class Transport:
     """Pooled SSH connections to one fleet's nodes."""
 
@@ -101,7 +86,9 @@ class Transport:
         self.connect_timeout = connect_timeout or s.connect_timeout
         self.command_timeout = command_timeout or s.command_timeout
         self.host_keys = HostKeys(s.known_hosts, s.host_key_policy)
-        self.nofile, self.nofile_warning = raise_nofile_limit(s.fanout * 2 + len(fleet.nodes) + FD_RESERVE + 128)
+        # The open-file limit is raised by the entry point (pltui.cli.main), never here: it is
+        # process-wide. Read it and size the pool to it.
+        self.nofile, self.nofile_warning = nofile_limit(s.fanout * 2 + len(fleet.nodes) + FD_RESERVE + 128)
         # Each pooled connection holds a socket: under a low open-file limit keep fewer open (the
         # least recently used idle ones are closed, and reopened when needed) instead of failing
         # nodes with "Too many open files".

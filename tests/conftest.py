@@ -1,11 +1,11 @@
 """Shared fixtures: SSH test fleets on loopback.
 
-- ``sim_fleet``: a started `pltui.nodesim.SimFleet` of 5 in-process asyncssh nodes
+- ``sim_fleet``: a started `pltui.demo.nodesim.SimFleet` of 5 in-process asyncssh nodes
   (sim001..sim005, all "ok") with its fleet file written (``.fleet_path``). Function-scoped, async.
 - ``make_sim_fleet``: factory ``await make_sim_fleet(n=5, *, modes=None, fleet=None, **start_kwargs)``
   -> SimFleet; `modes` maps node names to faults, `fleet` holds `write_fleet` keyword arguments.
   Every fleet made is stopped at teardown.
-- ``sshd_fleet``: a started `pltui.sshd_fleet.SshdFleet` of 4 real-sshd nodes (sshd001..sshd004,
+- ``sshd_fleet``: a started `rigs.sshd_fleet.SshdFleet` of 4 real-sshd nodes (sshd001..sshd004,
   one sshd) with its fleet file written. Module-scoped and shared: a test that plants faults on it
   must undo them (``up``, ``restore_host_key``), or use ``make_sshd_fleet``.
 - ``make_sshd_fleet``: factory ``make_sshd_fleet(n=4, *, fleet=None, **start_kwargs)`` -> SshdFleet
@@ -24,11 +24,18 @@ import itertools
 
 import pytest
 
-from pltui.nodesim import SimFleet
-from pltui.sshd_fleet import SshdFleet, find_sshd
+from pltui.demo.nodesim import SimFleet
+from pltui.limits import raise_nofile_limit
+from rigs.sshd_fleet import SshdFleet, find_sshd
 
 SSHD_MISSING = "OpenSSH sshd is not installed (scripts/test.sh installs openssh-server)"
 _SSHD_FIXTURES = {"sshd_fleet", "make_sshd_fleet"}
+
+
+def pytest_configure(config):
+    # The test session is an entry point: raise the open-file limit once, as pltui.cli.main does
+    # (the engine only reads it; in-process fleets of 1,000 nodes need one fd per connection).
+    raise_nofile_limit()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from pltui.cli import main
-from pltui.nodesim import write_toml
+from pltui.demo.nodesim import write_toml
 from pltui.paths import fleet_dir
 from pltui.store import Store
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pltui.cli import main
-from pltui.nodesim import write_toml
+from pltui.demo.nodesim import write_toml
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../../etc", "data/../../x", "~/secret", ".."])

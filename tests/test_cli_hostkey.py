@@ -8,7 +8,7 @@ import json
 
 import asyncssh
 
-from pltui.nodesim import known_hosts_entry
+from pltui.demo.nodesim import known_hosts_entry
 from tests.test_exec import cli
 
 

@@ -86,7 +86,7 @@ async def test_each_step_saves_its_own_message(make_sim_fleet, tmp_path):
 
 def test_status_refuses_a_selection_it_would_ignore(tmp_path, capsys):
     from pltui.cli import main
-    from pltui.nodesim import write_toml
+    from pltui.demo.nodesim import write_toml
 
     path = write_toml(tmp_path / "fleet.toml", {"fleet": {"name": "r", "nodes": ["n[1-3]"]}})
     assert main(["rollout", str(path), "--status", "-w", "n1", "--state", str(tmp_path / "s")]) == 2

@@ -21,7 +21,7 @@ from pltui import fleet as fleet_mod
 from pltui.demo import (ALPHA, CRASHLOOP, DRIFT, GARBAGE, HEALTHY, MONITOR_DEAD, REFUSE, SILENT, DemoError,
                         DemoThread, build_demo, claim_dir, prune_old)
 from pltui.model import Health, SSHState
-from pltui.nodesim import marked_pids, pid_alive
+from pltui.demo.nodesim import marked_pids, pid_alive
 from pltui.sweep import Engine
 
 PLTUI = [sys.executable, "-m", "pltui"]

@@ -17,7 +17,7 @@ from pltui import fleet as fleet_mod
 from pltui.actions.base import ActionError
 from pltui.actions.exec import ExecAction, group_records, render_groups, ExecRecord
 from pltui.cli import build_parser
-from pltui.nodesim import fleet_document, pid_alive, write_toml
+from pltui.demo.nodesim import fleet_document, pid_alive, write_toml
 from pltui.ssh import Transport
 from pltui.store import Store
 

@@ -13,7 +13,8 @@ import tomllib
 
 from pltui import cli
 from pltui import fleet as fleet_mod
-from pltui.nodesim import SimFleetThread, write_private_key
+from pltui.demo.nodesim import write_private_key
+from pltui.demo.thread import SimFleetThread
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

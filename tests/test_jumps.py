@@ -1,6 +1,6 @@
 """Jump hosts (ProxyJump) as OpenSSH does them: spec parsing, ssh_config, shared bastion
 connections, host keys of bastions, dead bastions. Integration tests run real OpenSSH bastions
-on loopback in front of nodes that refuse direct connections (pltui.sshd_bastions)."""
+on loopback in front of nodes that refuse direct connections (rigs.sshd_bastions)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 
 from pltui.fleet import FleetError, load
 from pltui.jumps import Hop, JumpSpecError, SshConfig, format_chain, parse_jump, resolve_chain
-from pltui.nodesim import fleet_document, write_toml
+from pltui.demo.nodesim import fleet_document, write_toml
 from pltui.ssh import ssh_command_line
-from pltui.sshd_bastions import CLIENT_SOURCE, Bastions, GatedSshdFleet
-from pltui.sshd_fleet import find_sshd
+from rigs.sshd_bastions import CLIENT_SOURCE, Bastions, GatedSshdFleet
+from rigs.sshd_fleet import find_sshd
 from pltui.sweep import Engine
 
 GOOD = [

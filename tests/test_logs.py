@@ -29,7 +29,7 @@ from pltui import fleet as fleet_mod
 from pltui.actions.base import ActionError
 from pltui.actions.logs import (CollectLogs, FrameScanner, GzipVerifier, ListError, ListParser, MANIFEST, PARTIAL_DIR,
                                 VerifyError, display, normalize, pct, unpct)
-from pltui.nodesim import write_toml
+from pltui.demo.nodesim import write_toml
 from pltui.ssh import Transport
 from pltui.store import Store
 

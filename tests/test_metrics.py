@@ -14,7 +14,7 @@ from pltui import cli
 from pltui import fleet as fleet_mod
 from pltui.metrics import Metrics, MetricsError, parse_address, start_http
 from pltui.model import ActionFinished, NodeTransition
-from pltui.nodesim import SimFleetThread
+from pltui.demo.thread import SimFleetThread
 from pltui.sweep import Engine
 
 NAME_RULE = r"^pltui_[a-z_]+$"

@@ -14,7 +14,7 @@ import pytest
 
 from pltui import fleet as fleet_mod
 from pltui.actions.repair import RepairAction, check_path, finalize_command, prepare_command
-from pltui.nodesim import fleet_document, write_toml
+from pltui.demo.nodesim import fleet_document, write_toml
 from pltui.ssh import Transport
 from pltui.store import Store
 from pltui.sweep import Engine

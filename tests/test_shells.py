@@ -2,7 +2,7 @@
 
 Each node logs in as its own user whose login shell is the shell under test, and its sshd runs in
 a mount namespace where /bin/sh *is* that shell (pltui runs node scripts as `/bin/sh -s` or
-`/bin/sh FILE`; see pltui/testshells.py): dash, bash as sh, busybox ash with only busybox applets
+`/bin/sh FILE`; see tests/rigs/testshells.py): dash, bash as sh, busybox ash with only busybox applets
 on PATH, mksh as sh, yash as sh, posh (login shell only: it has no `sh -s`), and a dash node whose
 PATH has no sha256sum. A shell not installed here skips its tests with the reason.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from pltui.sshd_fleet import SshdFleet, find_sshd
-from pltui.testshells import SHELLS, ShellUnavailable, prepare
+from rigs.sshd_fleet import SshdFleet, find_sshd
+from rigs.testshells import SHELLS, ShellUnavailable, prepare
 
 pytestmark = [pytest.mark.sshd, pytest.mark.xdist_group("shells")]  # one fleet, one worker (--dist loadgroup)
 

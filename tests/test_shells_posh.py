@@ -1,4 +1,4 @@
-"""posh as a node's /bin/sh: why it has no real-sshd node of its own (see pltui/testshells.py).
+"""posh as a node's /bin/sh: why it has no real-sshd node of its own (see tests/rigs/testshells.py).
 
 pltui feeds node scripts to `/bin/sh -s`; posh refuses `-s`. Fed on stdin *without* `-s` (POSIX:
 with no operand, sh reads its commands from stdin) posh runs logs.sh and release.sh, and
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pltui.testshells import ShellUnavailable, prepare
+from rigs.testshells import ShellUnavailable, prepare
 
 NODE = Path(__file__).resolve().parent.parent / "pltui" / "node"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pltui import testshells
-from pltui.sshd_fleet import SshdFleet, find_sshd
-from pltui.testshells import ShellUnavailable, NodeShell
+from rigs import testshells
+from rigs.sshd_fleet import SshdFleet, find_sshd
+from rigs.testshells import ShellUnavailable, NodeShell
 
 
 def test_unknown_shell_is_named():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pltui.actions.logs.listing import ListParser
-from pltui.testshells import system_tools
+from rigs.testshells import system_tools
 
 NODE = Path(__file__).resolve().parent.parent / "pltui" / "node"
 DATA = b"some log line\n" * 100

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pltui.fleet import load
-from pltui.nodesim import fleet_document, write_toml
+from pltui.demo.nodesim import fleet_document, write_toml
 
 SERVICE = {
     "important": ["bin/*"],

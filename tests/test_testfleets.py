@@ -1,4 +1,4 @@
-"""The test fleets (pltui.nodesim, pltui.sshd_fleet) seen through a plain asyncssh client."""
+"""The test fleets (pltui.demo.nodesim, rigs.sshd_fleet) seen through a plain asyncssh client."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncssh
 import pytest
 
 from pltui import fleet as fleetfile
-from pltui.nodesim import GARBAGE, marked_pids
+from pltui.demo.nodesim import GARBAGE, marked_pids
 
 
 async def _run(fleet, name, command, **kwargs):

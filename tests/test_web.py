@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pltui.nodesim import SimFleetThread
+from pltui.demo.thread import SimFleetThread
 from pltui.web import console_command, is_loopback
 
 PLTUI = Path(sys.executable).with_name("pltui")

@@ -68,32 +68,29 @@ Node-side layout: see pltui/node/release.sh and docs/node-layout.md.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import posixpath
-import shlex
 import socket
 import time
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Iterable
-
-import asyncssh
-from asyncssh.sftp import SFTPConnectionLost
+from typing import Iterable
 
 from pltui.actions.base import Action, ActionError, ActionReport, NodeResult
 from pltui.actions.bundle import Bundle, BundleError
-from pltui.fleet import Fleet, Node, Stage, parse_batches, parse_budget
-from pltui.model import NodeStatus, SSHState
-from pltui.probe import shell_path
+from pltui.actions.rolloutplan import (  # noqa: F401 (importable from here too: __all__)
+    StagePlan, batch_sizes, budget_allows, build_stages, parse_stage_arg, split_batches,
+)
+from pltui.actions.rolloutsaved import describe, effective_status, liveness, load_saved  # noqa: F401
+from pltui.actions.rolloutsteps import NodeSteps, StepFailed, release_script  # noqa: F401
+from pltui.fleet import Fleet, Node
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError, Transport
 from pltui.store import Store, StoreError
 
+__all__ = [
+    "Rollout", "StagePlan", "StepFailed", "StateNotSaved", "batch_sizes", "budget_allows", "build_stages",
+    "describe", "effective_status", "liveness", "load_saved", "parse_stage_arg", "release_script", "split_batches",
+]
+
 FORMAT = 1
-SETTLE = 1.0             # seconds the same pids must stay alive during verification
-POLL = 0.5               # seconds between verification probes
-MIN_UPLOAD_RATE = 32 * 1024  # bytes/s below which an upload times out
 SAVE_DELAY = 0.02        # group concurrent state writes
 
 PENDING = "pending"
@@ -102,35 +99,10 @@ TOUCH_PHASES = ("stopping", "stopped", "swapping", "swapped", "reloading", "star
                 "rolling-back")
 FAILED_PHASES = ("failed", "rolled-back")
 FINAL_PHASES = ("done", "failed", "rolled-back")
-NETWORK_STATES = (SSHState.REFUSED, SSHState.UNREACHABLE, SSHState.TIMEOUT, SSHState.ERROR, SSHState.HOSTKEY,
-                  SSHState.AUTH)
-
-
-class StepFailed(Exception):
-    """A node-side step failed (the node answered, with an error)."""
 
 
 class StateNotSaved(Exception):
     """The rollout state could not be written: no further node step may start."""
-
-
-_SCRIPT: str | None = None
-
-
-def release_script() -> str:
-    global _SCRIPT
-    if _SCRIPT is None:
-        _SCRIPT = resources.files("pltui.node").joinpath("release.sh").read_text("utf-8")
-    return _SCRIPT
-
-
-def sftp_path(root: str) -> str:
-    """The service root as an SFTP path (relative paths are relative to the login directory)."""
-    if root in ("~", "~/"):
-        return "."
-    if root.startswith("~/"):
-        return root[2:].rstrip("/") or "."
-    return root.rstrip("/") or "/"
 
 
 async def both(a, b):
@@ -145,145 +117,10 @@ async def both(a, b):
         raise
 
 
-# --------------------------------------------------------------------------------------------
-# Planning
-
-
-@dataclass
-class StagePlan:
-    name: str
-    batches: list[list[str]]
-    parallel: int
-    max_fail: int | str
-    pause: bool
-
-    @property
-    def nodes(self) -> list[str]:
-        return [n for b in self.batches for n in b]
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "batches": self.batches, "parallel": self.parallel, "max_fail": self.max_fail,
-                "pause": self.pause}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "StagePlan":
-        return cls(d["name"], [list(b) for b in d["batches"]], int(d["parallel"]), d["max_fail"], bool(d["pause"]))
-
-
-def batch_sizes(spec: Iterable[int | str], total: int) -> list[int]:
-    """Batch sizes for `total` nodes: counts, percentages (floor, at least 1); the last entry repeats."""
-    spec = list(spec) or ["100%"]
-    sizes: list[int] = []
-    left = total
-    i = 0
-    while left > 0:
-        item = spec[min(i, len(spec) - 1)]
-        if isinstance(item, str) and item.endswith("%"):
-            size = max(1, int(float(item[:-1]) * total / 100.0 + 1e-9))
-        else:
-            size = max(1, int(item))
-        size = min(size, left)
-        sizes.append(size)
-        left -= size
-        i += 1
-    return sizes
-
-
-def split_batches(nodes: list[str], spec: Iterable[int | str]) -> list[list[str]]:
-    out, pos = [], 0
-    for size in batch_sizes(spec, len(nodes)):
-        out.append(nodes[pos:pos + size])
-        pos += size
-    return out
-
-
-def budget_allows(count: int, size: int, max_fail: int | str) -> bool:
-    """True unless `count` failures of `size` are strictly more than the budget."""
-    kind, value = parse_budget(max_fail)
-    if kind == "count":
-        return count <= value
-    return count * 100.0 <= value * size + 1e-9
-
-
-def parse_stage_arg(text: str, fleet: Fleet) -> tuple[str, tuple | None, int | str | None]:
-    """`GROUP[:batch[:max_fail]]` from the command line."""
-    parts = text.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise ActionError(f"bad --stage {text!r}: use GROUP[:BATCH[:MAX_FAIL]], e.g. alpha:1 or prod:1,25%,100%:10%")
-    group = parts[0].lstrip("@")
-    if group not in fleet.group_members:
-        raise ActionError(f"--stage {text!r}: unknown group {group!r} (groups: {', '.join(sorted(fleet.group_members))})")
-    batch = None
-    max_fail: int | str | None = None
-    try:
-        if len(parts) > 1 and parts[1].strip():
-            batch = parse_batches(parts[1])
-        if len(parts) > 2 and parts[2].strip():
-            parse_budget(parts[2].strip())
-            max_fail = parts[2].strip()
-            if max_fail.isdigit():
-                max_fail = int(max_fail)
-    except ValueError as exc:
-        raise ActionError(f"--stage {text!r}: {exc}") from None
-    return group, batch, max_fail
-
-
-def build_stages(fleet: Fleet, selected: list[str] | None, *, stage_args: Iterable[str] = (),
-                 batch: str | None = None, max_fail: str | None = None, parallel: int | None = None) -> list[StagePlan]:
-    """The rollout's stages and batches. `selected`: the -w/-g/-x/-X selection (None: no selection)."""
-    try:
-        batch_override = parse_batches(batch) if batch else None
-        if max_fail is not None:
-            parse_budget(max_fail)
-    except ValueError as exc:
-        raise ActionError(str(exc)) from None
-    fail_override: int | str | None = int(max_fail) if max_fail is not None and max_fail.isdigit() else max_fail
-    if parallel is not None and parallel < 1:
-        raise ActionError("--parallel must be at least 1")
-    stages: list[Stage] = []
-    stage_args = list(stage_args)
-    if stage_args:
-        for i, text in enumerate(stage_args):
-            group, b, f = parse_stage_arg(text, fleet)
-            stages.append(Stage(name=group, group=group, batch=b or ("100%",), max_fail=0 if f is None else f,
-                                pause=i > 0))
-    elif fleet.rollout.stages:
-        stages = list(fleet.rollout.stages)
-    else:
-        stages = [Stage(name="all" if selected is None else "selection", group="all")]
-    chosen = set(fleet.node_names if selected is None else selected)
-    taken: set[str] = set()
-    plans: list[StagePlan] = []
-    for stage in stages:
-        members = [n for n in fleet.members(stage.group) if n in chosen and n not in taken]
-        taken.update(members)
-        if not members:
-            continue
-        plans.append(StagePlan(
-            name=stage.name,
-            batches=split_batches(members, batch_override or stage.batch),
-            parallel=parallel or stage.parallel,
-            max_fail=fail_override if fail_override is not None else stage.max_fail,
-            pause=stage.pause,
-        ))
-    rest = [n for n in fleet.node_names if n in chosen and n not in taken]
-    if rest and fleet.rollout.stages and not stage_args:
-        plans.append(StagePlan(name="rest", batches=split_batches(rest, batch_override or ("100%",)),
-                               parallel=parallel or 16, max_fail=fail_override if fail_override is not None else 0,
-                               pause=False))
-    if not plans:
-        raise ActionError("the rollout selects no nodes")
-    names = [p.name for p in plans]
-    if len(set(names)) != len(names):
-        raise ActionError(f"two stages share a name: {', '.join(names)}")
-    return plans
-
-
-# --------------------------------------------------------------------------------------------
 # The action
 
 
-class Rollout(Action):
+class Rollout(NodeSteps, Action):
     """A rollout (new, resumed, or rolled back) over the saved plan in `state`."""
 
     kind = "rollout"
@@ -489,150 +326,6 @@ class Rollout(Action):
         self.control.abort()
 
     # -- node-side commands ---------------------------------------------------------------------------
-
-    def _script(self, node: Node, cmd: str) -> bytes:
-        procs = self.fleet.service.processes
-        lines = [
-            f"ROOT={shell_path(node.root)}",
-            f"CMD={shlex.quote(cmd)}",
-            f"ID={shlex.quote(self.action_id)}",
-            f"SHA256={shlex.quote(self.bundle.sha256)}",
-            f"KEEP={int(self.state.get('keep_releases', 2))}",
-            f"NPROCS={len(procs)}",
-        ]
-        for i, p in enumerate(procs, 1):
-            lines += [
-                f"P{i}_NAME={shlex.quote(p.name)}",
-                f"P{i}_START={shlex.quote(p.start)}",
-                f"P{i}_PIDFILE={shlex.quote(p.pidfile)}",
-                f"P{i}_STOP={shlex.quote(p.stop or '')}",
-                f"P{i}_RELOAD={shlex.quote(p.reload or '')}",
-                f"P{i}_STOP_TIMEOUT={max(1, int(math.ceil(p.stop_timeout)))}",
-            ]
-        return ("\n".join(lines) + "\n" + release_script()).encode()
-
-    def _timeout(self, cmd: str) -> float:
-        base = self.transport.command_timeout
-        if cmd in ("stop", "start", "reload"):
-            return max(base, 2 * sum(p.stop_timeout for p in self.fleet.service.processes) + 10)
-        if cmd == "prepare":
-            return base * 4 + self.bundle.size / MIN_UPLOAD_RATE
-        return base * 2
-
-    async def release(self, node: Node, cmd: str) -> str:
-        """Run `release.sh CMD` on a node; its stdout. StepFailed on a node-side error."""
-        result = await self.transport.run(node, "/bin/sh -s", input=self._script(node, cmd), timeout=self._timeout(cmd),
-                                          what=cmd)
-        if result.exit_status != 0:
-            text = clean_line(result.stderr or result.stdout, 300)
-            raise StepFailed(text or f"release.sh {cmd}: exit status {result.exit_status}")
-        return result.stdout.decode("utf-8", "replace")
-
-    async def node_release_status(self, node: Node) -> dict[str, Any]:
-        out = await self.release(node, "status")
-        info: dict[str, Any] = {}
-        for line in out.splitlines():
-            key, _, value = line.partition(" ")
-            info[key] = value
-        if "end" not in info or info.get("release-status") != "1":
-            raise StepFailed("garbled answer from release.sh status")
-        return info
-
-    async def upload(self, name: str, node: Node) -> None:
-        base = sftp_path(node.root)
-        staging = posixpath.join(base, ".pltui", "staging")
-        final = f"{staging}/{self.action_id}.tar.gz"
-        part = final + ".part"
-        total = self.bundle.size
-        last = [0.0]
-
-        def handler(_src, _dst, done, _total):
-            step.touch()
-            now = time.monotonic()
-            if done >= total or now - last[0] >= 0.25:
-                last[0] = now
-                self.progress(name, "uploading", f"{done}/{total} bytes", bytes_done=done, bytes_total=total)
-
-        timeout = self.transport.command_timeout + total / MIN_UPLOAD_RATE
-        self.progress(name, "uploading", f"0/{total} bytes", bytes_done=0, bytes_total=total)
-        try:
-            async with self.transport.step(node, "the upload", timeout, idle=self.transport.command_timeout) as step:
-                async with self.transport.sftp(node) as sftp:
-                    await sftp.makedirs(staging, exist_ok=True)
-                    await sftp.put(str(self.bundle.tarball), part, progress_handler=handler)
-                    try:
-                        await sftp.posix_rename(part, final)
-                    except asyncssh.SFTPOpUnsupported:
-                        try:
-                            await sftp.remove(final)
-                        except asyncssh.SFTPNoSuchFile:
-                            pass
-                        await sftp.rename(part, final)
-        except NodeError:
-            self.transport.drop(name)
-            raise
-        except (SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
-            self.transport.drop(name)
-            raise NodeError(SSHState.ERROR, f"connection lost during the upload: {exc.reason}") from None
-        except asyncssh.SFTPError as exc:
-            raise StepFailed(f"upload to {final} failed: {exc.reason}") from None
-        except OSError as exc:
-            raise StepFailed(f"cannot read the bundle {self.bundle.tarball}: {exc.strerror or exc}") from None
-
-    # -- probing ------------------------------------------------------------------------------
-
-    @property
-    def engine(self):
-        if self._engine is None:
-            from pltui.sweep import Engine
-
-            self._engine = Engine(self.fleet, state_dir=self.state_dir, nodes=[], transport=self.transport,
-                                  store=self.store)
-        return self._engine
-
-    async def probe(self, node: Node) -> NodeStatus:
-        status = await self.engine.probe_node(node, False)
-        if status.ssh in NETWORK_STATES:
-            raise NodeError(status.ssh, status.error or status.ssh.value)
-        return status
-
-    async def verify(self, node: Node, version: str | None, timeout: float) -> tuple[bool, str, NodeStatus | None]:
-        """Poll until `version` runs with every process alive (and still, SETTLE s later)."""
-        deadline = time.monotonic() + timeout
-        stable: tuple[float, tuple] | None = None
-        problem = "no answer"
-        status = None
-        while True:
-            status = await self.probe(node)
-            now = time.monotonic()
-            dead = [p for p in status.processes if not p.alive]
-            if status.ssh != SSHState.OK:
-                problem, stable = status.error or status.ssh.value, None
-            elif version is not None and status.version != version:
-                problem, stable = f"reports version {status.version or 'none'}, expected {version}", None
-            elif dead:
-                stable = None
-                names = ", ".join(p.name for p in dead)
-                problem = f"process {names} not running"
-                if status.monitor != "alive":
-                    hints = ", ".join(f".pltui/run/{p.name}.out" for p in dead)
-                    return False, f"{problem} after start (exited; see {hints} on the node)", status
-                backoff = [p.name for p in dead if p.state == "backoff"]
-                if backoff:
-                    return False, f"process {', '.join(backoff)} keeps exiting (monitor backoff)", status
-            else:
-                pids = tuple(p.pid for p in status.processes)
-                if not pids:
-                    return True, "", status
-                if stable is None or stable[1] != pids:
-                    stable = (now, pids)
-                elif now - stable[0] >= SETTLE:
-                    return True, "", status
-                problem = "processes not yet stable"
-            if now >= deadline:
-                return False, f"not healthy within {timeout:g}s: {problem}", status
-            wait = stable[0] + SETTLE - now if stable is not None else POLL  # one more probe when settled
-            await asyncio.sleep(min(max(0.05, wait), max(0.05, deadline - now)))
 
     # -- one node -------------------------------------------------------------------------------
 
@@ -890,99 +583,3 @@ class Rollout(Action):
                 await self.run_node(name)
 
         await asyncio.gather(*(one(n) for n in todo))
-
-
-# --------------------------------------------------------------------------------------------
-# Saved rollouts (for --status and the faces)
-
-
-def load_saved(store: Store, action_id: str | None) -> dict:
-    """A saved rollout (the latest when action_id is None); ActionError when there is none."""
-    try:
-        if action_id:
-            saved = store.load_action(action_id)
-        else:
-            found = store.actions(kind="rollout", limit=1)
-            saved = found[0] if found else None
-    except StoreError as exc:
-        raise ActionError(str(exc)) from None
-    if saved is None or saved.get("kind") != "rollout":
-        raise ActionError(f"no rollout {action_id} in this fleet's state directory" if action_id
-                          else "no rollout recorded for this fleet yet")
-    return saved
-
-
-def liveness(saved: dict) -> str | None:
-    """'pid N on HOST' when the saved rollout's process still runs on this host, else None."""
-    if saved["status"] not in ("running", "paused", "rolling-back", "new"):
-        return None
-    runs = saved["state"].get("runs") or []
-    if not runs or runs[-1].get("ended"):
-        return None
-    run = runs[-1]
-    if run.get("host") != socket.gethostname():
-        return f"pid {run.get('pid')} on {run.get('host')} (another host: cannot check)"
-    pid = int(run.get("pid") or 0)
-    if pid <= 0 or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        if stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] == b"Z":
-            return None
-    except OSError:
-        pass
-    return f"pid {pid}"
-
-
-def effective_status(saved: dict) -> str:
-    status = saved["status"]
-    if status in ("running", "paused", "rolling-back", "new") and liveness(saved) is None:
-        return "interrupted" if status != "paused" else "paused"
-    return status
-
-
-def describe(saved: dict) -> dict:
-    """A JSON-ready account of where a saved rollout and every one of its nodes stand."""
-    from pltui.nodesets import fold
-
-    state = saved["state"]
-    stages = [StagePlan.from_json(s) for s in state["stages"]]
-    recs = state["nodes"]
-    phases: dict[str, list[str]] = {}
-    for stage in stages:
-        for name in stage.nodes:
-            phases.setdefault(recs[name]["phase"], []).append(name)
-    out_stages = []
-    for stage in stages:
-        batches = []
-        for bi, batch in enumerate(stage.batches):
-            counts: dict[str, int] = {}
-            for n in batch:
-                counts[recs[n]["phase"]] = counts.get(recs[n]["phase"], 0) + 1
-            batches.append({"batch": bi + 1, "nodes": fold(batch), "count": len(batch), "phases": counts})
-        out_stages.append({"name": stage.name, "max_fail": stage.max_fail, "parallel": stage.parallel,
-                           "pause": stage.pause, "batches": batches})
-    live = liveness(saved)
-    return {
-        "action_id": saved["id"],
-        "status": effective_status(saved),
-        "running": live,
-        "owner": saved["owner"],
-        "started": saved["started"],
-        "updated": saved["updated"],
-        "stopped_because": state.get("stopped_because"),
-        "bundle": {k: state["bundle"][k] for k in ("source", "version", "sha256", "size")},
-        "reload": state.get("reload"),
-        "stages": out_stages,
-        "phases": {p: {"count": len(ns), "nodes": fold(ns)} for p, ns in phases.items()},
-        "nodes": {n: {k: v for k, v in recs[n].items() if k != "t"} | {"stage": stages[recs[n]["stage"]].name,
-                                                                       "batch": recs[n]["batch"] + 1}
-                  for s in stages for n in s.nodes},
-    }

@@ -61,7 +61,8 @@ def _open_log(name: str | None):
 
 def _raise_open_files(fleet) -> None:
     """One connection per node stays open between sweeps: raise RLIMIT_NOFILE toward that."""
-    from pltui.ssh import FD_RESERVE, raise_nofile_limit
+    from pltui.limits import raise_nofile_limit
+    from pltui.ssh import FD_RESERVE
 
     raise_nofile_limit(fleet.ssh.fanout * 2 + len(fleet.nodes) + FD_RESERVE + 128)
 

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from pltui.nodesim import SimFleet
+from pltui.demo.nodesim import SimFleet
+from pltui.limits import raise_nofile_limit
 
 
 async def main(n: int, base: Path, fleet_kwargs: dict) -> None:
@@ -30,4 +31,5 @@ async def main(n: int, base: Path, fleet_kwargs: dict) -> None:
 
 
 if __name__ == "__main__":
+    raise_nofile_limit()  # this process is an entry point: one fd per node connection
     asyncio.run(main(int(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}))

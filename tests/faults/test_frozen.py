@@ -36,7 +36,7 @@ from pltui.actions.repair import RepairAction
 from pltui.actions.rollout import Rollout, build_stages
 from pltui.model import ActionProgress, SSHState
 from pltui.ssh import Transport
-from pltui.sshd_fleet import listening_sockets
+from rigs.sshd_fleet import listening_sockets
 from pltui.store import Store
 from pltui.sweep import Engine
 

@@ -343,7 +343,7 @@ async def test_no_node_byte_reaches_the_terminal_raw_from_any_command(make_sim_f
 
 
 async def test_fleet_file_strings_never_reach_a_shell_unquoted(make_sim_fleet, tmp_path):
-    from pltui.nodesim import fleet_document, write_toml
+    from pltui.demo.nodesim import fleet_document, write_toml
 
     mark = tmp_path / "markers"
     mark.mkdir()

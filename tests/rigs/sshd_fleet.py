@@ -22,7 +22,7 @@ directory instead (``fleet.share_dir``, removed by stop(); ``BASE/nodes`` links 
 
 Shell nodes (portability tests): ``start(n, base, shells={"sshd001": "busybox", ...})`` gives each
 named node its own login user ``pltui-sh-KEY`` whose login shell is that shell, and its own sshd
-run in a mount namespace where /bin/sh is that shell (`pltui.testshells`; needs root; a shell
+run in a mount namespace where /bin/sh is that shell (`rigs.testshells`; needs root; a shell
 that cannot be had raises `ShellUnavailable`, which tests turn into a skip). `node.user` then
 names the node's login user, the fleet file gets it per node, `connect_options` uses it, and
 `node_pw(name)` is the owner of the node's root.
@@ -62,16 +62,17 @@ from typing import Any, Iterable, Mapping
 
 import asyncssh
 
-from pltui import testshells
-from pltui.testshells import NodeShell
-from pltui.nodesim import (
+from pltui.limits import raise_nofile_limit
+from rigs import testshells
+from rigs.testshells import NodeShell
+from pltui.demo.nodesim import (
     FleetFiles,
     MARKER_ENV,
     kill_marked,
     kill_pids,
     node_names,
+    proc_stat,
     public_line,
-    raise_nofile,
     write_private_key,
 )
 
@@ -168,12 +169,14 @@ def node_address(index: int) -> str:
     return f"127.0.{index // 250}.{2 + index % 250}"
 
 
-def _free_port(host: str, taken: set[tuple[str, int]]) -> int:
+def _free_port(host: str, taken: Iterable[tuple[str, int]] = ()) -> int:
+    """A port in PORT_RANGE that binds on `host` (IPv4 or IPv6) now and is not in `taken`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
         port = random.randint(*PORT_RANGE)
         if (host, port) in taken:
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
@@ -182,8 +185,8 @@ def _free_port(host: str, taken: set[tuple[str, int]]) -> int:
     raise SshdError(f"no free port on {host}")
 
 
-def listening_sockets(pid: int) -> set[tuple[str, int]]:
-    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+def socket_inodes(pid: int) -> set[str]:
+    """Inode numbers of the sockets process `pid` holds open (from its /proc/PID/fd links)."""
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -191,19 +194,30 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
                 link = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if link.startswith("socket:["):
                     inodes.add(link[8:-1])
-    found = set()
+    return inodes
+
+
+def listening_rows(pid: int, table: str = "tcp") -> list[tuple[str, int]]:
+    """(hex address, port) of the listening sockets process `pid` holds, from /proc/PID/net/TABLE
+    ("tcp" or "tcp6")."""
+    inodes = socket_inodes(pid)
+    rows = []
     if not inodes:
-        return found
+        return rows
     with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/net/tcp") as f:
+        with open(f"/proc/{pid}/net/{table}") as f:
             next(f, None)
             for line in f:
                 fields = line.split()
                 if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
-                    addr, port = fields[1].split(":")
-                    ip = socket.inet_ntoa(struct.pack("=I", int(addr, 16)))
-                    found.add((ip, int(port, 16)))
-    return found
+                    addr, port = fields[1].rsplit(":", 1)
+                    rows.append((addr, int(port, 16)))
+    return rows
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) pairs on which process `pid` holds a listening IPv4 TCP socket."""
+    return {(socket.inet_ntoa(struct.pack("=I", int(addr, 16))), port) for addr, port in listening_rows(pid)}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -226,12 +240,8 @@ def _descendants(pid: int) -> list[int]:
 
 def _proc_state(pid: int) -> str:
     """The state letter of /proc/PID/stat ("" when gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    return data[data.rfind(b")") + 2:].split()[0].decode()
+    fields = proc_stat(pid)
+    return fields[0].decode() if fields else ""
 
 
 @dataclass
@@ -247,7 +257,7 @@ class SshdNode:
     trusted_key: asyncssh.SSHKey  # the key known_hosts lists for it
     up: bool = True
     user: str | None = None  # its own login user (a shell node), else the fleet's user
-    shell: NodeShell | None = None  # its login shell and /bin/sh (pltui.testshells), else the host's
+    shell: NodeShell | None = None  # its login shell and /bin/sh (rigs.testshells), else the host's
 
     @property
     def mode(self) -> str:
@@ -312,7 +322,7 @@ class SshdFleet(FleetFiles):
     ) -> "SshdFleet":
         """Start n nodes (`prefix001`...), at most `per_instance` per sshd; nodes named in
         `solo` get an sshd each (cheap faults later). `shells` maps node names to test shells
-        (`pltui.testshells.SHELLS` keys): such a node logs in as that shell's user and its sshd
+        (`rigs.testshells.SHELLS` keys): such a node logs in as that shell's user and its sshd
         runs alone in a mount namespace where /bin/sh is that shell. Raises SshdError (with the
         sshd log), or `ShellUnavailable` when a shell cannot be had here (tests skip on it)."""
         sshd = find_sshd()
@@ -321,7 +331,7 @@ class SshdFleet(FleetFiles):
         if n < 1:
             raise ValueError("a fleet needs at least one node")
         per_instance = max(1, min(per_instance, MAX_LISTEN))
-        raise_nofile(n * 2 + 64)
+        raise_nofile_limit(n * 2 + 64)  # a test harness: the test process is its entry point
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
         shells = dict(shells or {})
@@ -416,7 +426,7 @@ class SshdFleet(FleetFiles):
         return self.base_dir / "logs" / f"sshd-{inst.index:03d}.log"
 
     def _config(self, inst: _Instance, extra: Iterable[str] = ()) -> str:
-        lines = [f"# pltui.sshd_fleet instance {inst.index} ({self.version})"]
+        lines = [f"# rigs.sshd_fleet instance {inst.index} ({self.version})"]
         lines += [f"ListenAddress {self.nodes[name].host}:{self.nodes[name].port}" for name in inst.names]
         lines += [
             f"HostKey {inst.key_path}",

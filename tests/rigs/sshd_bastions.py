@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ from pathlib import Path
 
 import asyncssh
 
-from pltui.nodesim import known_hosts_entry, kill_pids, write_private_key
-from pltui.sshd_fleet import PORT_RANGE, SshdError, SshdFleet, _descendants, _proc_state
+from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
+from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, _free_port, _proc_state, listening_rows
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
@@ -71,38 +70,9 @@ class Bastion:
         return f"{host}:{self.port}"
 
 
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(500):
-        port = int.from_bytes(os.urandom(2), "big") % (PORT_RANGE[1] - PORT_RANGE[0]) + PORT_RANGE[0]
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise SshdError(f"no free port on {host}")
-
-
 def _listening(pid: int) -> set[int]:
     """Ports on which process `pid` holds a listening TCP socket (IPv4 or IPv6)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/net/{table}") as f:
-                next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for table in ("tcp", "tcp6") for _, port in listening_rows(pid, table)}
 
 
 class Bastions:

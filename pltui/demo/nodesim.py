@@ -38,8 +38,9 @@ finished (client gone, timeout), the command's process group is killed. Every pr
 starts carries ``PLTUI_TESTFLEET=<token>`` in its environment; `SimFleet.stop` kills whatever
 still carries it (e.g. a detached node monitor), so nothing lingers.
 
-This module holds no pytest code: the demo uses it too. `SimFleetThread` runs a fleet on its own
-event loop in a thread, for synchronous callers (a CLI run with subprocess, a sync benchmark).
+This module holds no pytest code: the demo uses it too. `pltui.demo.thread.SimFleetThread` runs
+a fleet on its own event loop in a thread, for synchronous callers (a CLI run with subprocess, a
+sync benchmark).
 """
 
 from __future__ import annotations
@@ -48,23 +49,30 @@ import asyncio
 import contextlib
 import getpass
 import os
-import resource
 import secrets
 import signal
 import socket
-import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Iterable, Mapping
 
 import asyncssh
 
+from pltui.demo.fleetfiles import (
+    FleetFiles, fleet_document, known_hosts_entry, node_names, public_line, write_private_key, write_toml,
+)
+from pltui.demo.procs import MARKER_ENV, kill_marked, kill_pids, marked_pids, pid_alive, proc_stat, warn_if_few_fds
+
+# Also importable from here (tests and the real-sshd rig use them with the simulated nodes).
+__all__ = [
+    "ACCEPT_ENV_PREFIXES", "GARBAGE", "HOST", "MARKER_ENV", "MODES", "FleetFiles", "SimFleet", "SimNode",
+    "fleet_document", "kill_marked", "kill_pids", "known_hosts_entry", "marked_pids", "node_names", "pid_alive",
+    "proc_stat", "public_line", "warn_if_few_fds", "write_private_key", "write_toml",
+]
 MODES = ("ok", "refuse", "silent", "banner-silence", "garbage", "slow", "hang")
 _DROP_MODES = frozenset({"refuse", "silent", "banner-silence"})
 
 HOST = "127.0.0.1"
-MARKER_ENV = "PLTUI_TESTFLEET"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Client environment passed through to commands, like a Debian sshd's `AcceptEnv LANG LC_*`
 # (plus PLTUI_*); the real-sshd fleet is configured the same way.
@@ -83,175 +91,6 @@ GARBAGE = (
     b"file deadbeef ../../etc/passwd\n"
     b"end\n"
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers shared with pltui.sshd_fleet
-
-
-def raise_nofile(needed: int = 0) -> tuple[int, int]:
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit; warn when `needed` fds won't fit.
-
-    Returns the (soft, hard) limits now in force.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if needed and soft != resource.RLIM_INFINITY and needed > soft:
-        warnings.warn(
-            f"RLIMIT_NOFILE is {soft} (hard {hard}) but about {needed} file descriptors are needed; "
-            f"raise the hard limit (ulimit -Hn) or use fewer nodes",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return soft, hard
-
-
-def node_names(prefix: str, n: int) -> list[str]:
-    """`prefix001` .. `prefixNNN` (at least three digits, more when n needs them)."""
-    width = max(3, len(str(n)))
-    return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
-
-
-def marked_pids(token: str) -> list[int]:
-    """PIDs of processes whose environment holds ``PLTUI_TESTFLEET=token`` (our nodes' commands)."""
-    needle = f"{MARKER_ENV}={token}".encode()
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    """True when /proc/PID exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] != b"Z"
-
-
-def kill_pids(pids: Iterable[int], *, grace: float = 1.0) -> list[int]:
-    """SIGTERM the given pids, SIGKILL those alive after `grace` seconds; return any still alive."""
-    pids = [p for p in pids if p > 1 and p != os.getpid()]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            pids = [p for p in pids if pid_alive(p)]
-            if not pids:
-                return []
-            time.sleep(0.02)
-    return [p for p in pids if pid_alive(p)]
-
-
-def kill_marked(token: str, *, grace: float = 1.0) -> list[int]:
-    """Kill every process carrying the fleet's marker (bounded); return those that survived."""
-    left: list[int] = []
-    for _ in range(3):  # a dying parent may fork once more; a few bounded rounds
-        pids = marked_pids(token)
-        if not pids:
-            return []
-        left = kill_pids(pids, grace=grace)
-    return left
-
-
-def write_private_key(key: asyncssh.SSHKey, path: Path) -> None:
-    """Write an OpenSSH private key (mode 0600) and its `.pub`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.export_private_key("openssh"))
-    os.chmod(path, 0o600)
-    path.with_name(path.name + ".pub").write_bytes(key.export_public_key("openssh"))
-
-
-def public_line(key: asyncssh.SSHKey) -> str:
-    """`ssh-ed25519 AAAA...` (no comment)."""
-    return " ".join(key.export_public_key("openssh").decode().split()[:2])
-
-
-def known_hosts_entry(host: str, port: int, key: asyncssh.SSHKey) -> str:
-    where = host if port == 22 else f"[{host}]:{port}"
-    return f"{where} {public_line(key)}\n"
-
-
-def fleet_document(
-    nodes: Iterable[Any],
-    *,
-    name: str,
-    user: str,
-    identity_file: Path,
-    known_hosts: Path,
-    service: Mapping[str, Any] | None = None,
-    groups: Mapping[str, str] | None = None,
-    tracks: Mapping[str, Any] | None = None,
-    ssh_overrides: Mapping[str, Any] | None = None,
-    rollout: Mapping[str, Any] | None = None,
-    sweep: Mapping[str, Any] | None = None,
-) -> dict:
-    """The fleet-file document for nodes having .name/.host/.port/.root (see pltui.fleet)."""
-    from pltui.nodesets import fold
-
-    nodes = list(nodes)
-    ssh = {
-        "user": user,
-        "identity_file": str(identity_file),
-        "known_hosts": str(known_hosts),
-        "host_key_policy": "strict",
-        "connect_timeout": "5s",
-        "command_timeout": "30s",
-        "fanout": 64,
-        "handshakes": 32,
-    }
-    ssh.update(ssh_overrides or {})
-    doc: dict[str, Any] = {
-        "fleet": {"name": name, "nodes": [fold(n.name for n in nodes)]},
-        "ssh": ssh,
-    }
-    if service:
-        doc["service"] = dict(service)
-    if groups:
-        doc["groups"] = dict(groups)
-    if tracks:
-        doc["tracks"] = dict(tracks)
-    if sweep:
-        doc["sweep"] = dict(sweep)
-    if rollout:
-        doc["rollout"] = dict(rollout)
-    doc["node"] = {n.name: {"host": n.host, "port": n.port, "root": str(n.root)} for n in nodes}
-    for n in nodes:
-        if getattr(n, "user", None):  # a node with its own login user (SshdFleet shell nodes)
-            doc["node"][n.name]["user"] = n.user
-    return doc
-
-
-def write_toml(path: str | os.PathLike, doc: dict) -> Path:
-    import tomli_w
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(tomli_w.dumps(doc), "utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,78 +383,6 @@ async def _pump_to_pipe(reader: asyncssh.SSHReader, pipe: asyncio.StreamWriter) 
             pipe.close()
 
 
-# --------------------------------------------------------------------------------------------
-# The fleet
-
-
-class FleetFiles:
-    """What both test fleets (SimFleet, SshdFleet) offer clients: names, known_hosts, connect
-    options and a fleet file. Subclasses set nodes, user, client_key(_path), known_hosts_path,
-    DEFAULT_NAME, and say which key each node's known_hosts line holds (`trusted_key`)."""
-
-    DEFAULT_NAME = "fleet"
-    nodes: dict
-    fleet_path: Path | None
-    _known_hosts: asyncssh.SSHKnownHosts | None
-
-    @staticmethod
-    def trusted_key(node: Any) -> asyncssh.SSHKey:
-        return node.host_key
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.nodes)
-
-    def write_known_hosts(self, path: str | os.PathLike | None = None) -> Path:
-        """(Re)write known_hosts with each node's trusted key (all nodes, any mode)."""
-        path = Path(path) if path else self.known_hosts_path
-        path.write_text("".join(known_hosts_entry(n.host, n.port, self.trusted_key(n)) for n in self.nodes.values()))
-        if path == self.known_hosts_path:
-            self._known_hosts = None
-        return path
-
-    @property
-    def known_hosts(self) -> asyncssh.SSHKnownHosts:
-        """The generated known_hosts, parsed once (pass this, not the path, to asyncssh)."""
-        if self._known_hosts is None:
-            self._known_hosts = asyncssh.read_known_hosts(str(self.known_hosts_path))
-        return self._known_hosts
-
-    def connect_options(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``asyncssh.connect(**opts)`` to reach node `name` strictly."""
-        node = self.nodes[name]
-        opts: dict[str, Any] = dict(
-            host=node.host, port=node.port, username=getattr(node, "user", None) or self.user, client_keys=[self.client_key],
-            known_hosts=self.known_hosts, agent_path=None, gss_host=None, config=None,
-            agent_forwarding=False, connect_timeout=5,
-        )
-        opts.update(overrides)
-        return opts
-
-    def write_fleet(
-        self,
-        path: str | os.PathLike,
-        *,
-        name: str | None = None,
-        service: Mapping[str, Any] | None = None,
-        groups: Mapping[str, str] | None = None,
-        tracks: Mapping[str, Any] | None = None,
-        ssh_overrides: Mapping[str, Any] | None = None,
-        rollout: Mapping[str, Any] | None = None,
-        sweep: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Write a fleet file (tomli-w) for all nodes: strict host keys with the generated
-        known_hosts, the client key, and per-node host/port/root overrides. The other tables are
-        written as given. Sets and returns `fleet_path`."""
-        doc = fleet_document(
-            self.nodes.values(), name=name or self.DEFAULT_NAME, user=self.user,
-            identity_file=self.client_key_path, known_hosts=self.known_hosts_path, service=service,
-            groups=groups, tracks=tracks, ssh_overrides=ssh_overrides, rollout=rollout, sweep=sweep,
-        )
-        self.fleet_path = write_toml(path, doc)
-        return self.fleet_path
-
-
 class SimFleet(FleetFiles):
     """N simulated nodes in this process. Build with ``await SimFleet.start(n, base_dir)``.
 
@@ -670,7 +437,7 @@ class SimFleet(FleetFiles):
         """
         if n < 1:
             raise ValueError("a fleet needs at least one node")
-        raise_nofile(n + 64)
+        warn_if_few_fds(n + 64)
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
         fleet = cls(base_dir, user or getpass.getuser())
@@ -730,70 +497,3 @@ class SimFleet(FleetFiles):
         left = await asyncio.to_thread(kill_marked, self.token)
         if left:
             warnings.warn(f"SimFleet.stop: processes {left} did not die", RuntimeWarning, stacklevel=2)
-
-
-# --------------------------------------------------------------------------------------------
-# For synchronous callers
-
-
-class SimFleetThread:
-    """A SimFleet on its own event loop in a daemon thread, for synchronous code::
-
-        with SimFleetThread(5, tmp) as sim:
-            sim.fleet.write_fleet(tmp / "fleet.toml")
-            subprocess.run(["pltui", "sweep", ...])
-            sim.set_mode("sim002", "refuse")
-    """
-
-    def __init__(self, n: int, base_dir: str | os.PathLike, **kwargs: Any):
-        self._args = (n, base_dir)
-        self._kwargs = kwargs
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.fleet: SimFleet | None = None
-
-    def __enter__(self) -> "SimFleetThread":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 120.0) -> SimFleet:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pltui-simfleet", daemon=True)
-        self._thread.start()
-        try:
-            self.fleet = self.call(lambda: SimFleet.start(*self._args, **self._kwargs), timeout=timeout)
-        except BaseException:
-            self._shutdown()
-            raise
-        return self.fleet
-
-    def call(self, coro_fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
-        """Run ``await coro_fn()`` on the fleet's loop and return its result."""
-        assert self._loop is not None
-
-        async def run():
-            return await coro_fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
-
-    def set_mode(self, name: str, mode: str, **kwargs: Any) -> None:
-        self.call(lambda: self.fleet.nodes[name].set_mode(mode, **kwargs))
-
-    def stop(self) -> None:
-        if self.fleet is not None and self._loop is not None:
-            fleet, self.fleet = self.fleet, None
-            self.call(fleet.stop)
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._thread is not None:
-                self._thread.join(10)
-            if not self._loop.is_running():
-                self._loop.close()
-            self._loop = None
-            self._thread = None
