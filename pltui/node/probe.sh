@@ -1,6 +1,8 @@
 # pltui probe: report one node's state on stdout, one record per line.
 #
-# Sent by pltui on stdin to `sh -s`, with these variables assigned (shell-quoted) before it:
+# Installed by bootstrap as ROOT/.pltui/probe-<sha256 prefix>.sh and sourced by /bin/sh when its
+# digest matches (else sent on stdin to `sh -s`; see pltui/probe.py). Its parameters come from
+# the fleet file on every sweep, as positional arguments, in this order:
 #   ROOT              the service root (the probe only reads; it never writes anything)
 #   VERSION_FILE      file holding the service version, relative to ROOT
 #   PROTOCOL_FILE     file holding the protocol version (or empty)
@@ -16,6 +18,7 @@
 # (`set -- "$@" "$f"` in a loop is quadratic): globs stream NUL-separated names into xargs.
 # Nothing but a regular file is ever opened (a FIFO would block the probe, a device never ends).
 
+ROOT=$1 VERSION_FILE=$2 PROTOCOL_FILE=$3 PROTOCOL_COMMAND=$4 PROCS=$5 LOGS=$6 IMPORTANT=$7 CHECKSUMS=$8
 LC_ALL=C
 export LC_ALL
 NL='
