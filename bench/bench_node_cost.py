@@ -79,15 +79,18 @@ def plant(root: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
 
 
-async def measure(transport: Transport, nodes: list, how: str, rounds: int, meter: CpuMeter) -> float:
-    """Node CPU per probe (ms) over `rounds` warm sweeps of every node, checking every answer."""
+async def measure(transport: Transport, nodes: list, how: str, rounds: int, meter: CpuMeter) -> tuple[float, int]:
+    """Node CPU per probe (ms) over `rounds` warm sweeps of every node, checking every answer;
+    and the most bytes one probe sent (command line + stdin)."""
     fleet = transport.fleet
+    sent = [0]
     limit = max(1, int(transport.command_timeout + NODE_GRACE + 0.999))
 
     async def one(node) -> None:
         if how == "true":
             result = await transport.run(node, "true", bound_on_node=False)
             assert result.exit_status == 0, result
+            sent[0] = max(sent[0], result.sent)
             return
         if how == "stdin":
             result = await transport.run(node, probe.PROBE_COMMAND,
@@ -96,6 +99,7 @@ async def measure(transport: Transport, nodes: list, how: str, rounds: int, mete
             result = await transport.run(node, probe.probe_command(fleet, node, checksums=False, limit=limit),
                                          input=OnRequest(probe.SEND_BODY, probe.probe_body()), bound_on_node=False)
             assert (result.sent > len(probe.probe_body())) == (how == "fallback"), (how, result.sent)
+        sent[0] = max(sent[0], result.sent)
         status = probe.parse(result.stdout, fleet, node, checksums=False)
         assert status.version == "2.1.0" and status.procs_alive == 2, (how, status)
 
@@ -103,10 +107,10 @@ async def measure(transport: Transport, nodes: list, how: str, rounds: int, mete
     before = meter.seconds()
     for _ in range(rounds):
         await asyncio.gather(*(one(n) for n in nodes))
-    return (meter.seconds() - before) / (rounds * len(nodes)) * 1000
+    return (meter.seconds() - before) / (rounds * len(nodes)) * 1000, sent[0]
 
 
-async def run(fleet_path: Path, sshd: SshdFleet, rounds: int, meter: CpuMeter) -> dict[str, float]:
+async def run(fleet_path: Path, sshd: SshdFleet, rounds: int, meter: CpuMeter) -> dict[str, tuple[float, int]]:
     fleet = fleet_mod.load(fleet_path)
     transport = Transport(fleet)
     nodes = [fleet.nodes[n] for n in sshd.names]
@@ -148,8 +152,8 @@ def main() -> None:
         figures = asyncio.run(run(fleet_path, sshd, args.rounds, meter))
         print(f"{args.nodes} real sshd nodes, {args.rounds} warm sweeps each, {os.cpu_count()} cores, "
               f"load {os.getloadavg()[0]:.1f}; node CPU per probe (sshd + everything it starts):")
-        for what, ms in figures.items():
-            print(f"  {what:<14} {ms:6.2f} ms")
+        for what, (ms, sent) in figures.items():
+            print(f"  {what:<14} {ms:6.2f} ms   {sent:5d} bytes sent")
     finally:
         if sshd is not None:
             sshd.stop()

@@ -16,7 +16,7 @@ Schema (see sample_fleet.toml for a commented example)::
     [service]   root, version_file, protocol_file | protocol_command, important, logs, state,
                 reboot_command, monitor_interval; [[service.process]] name, start, pidfile,
                 stop, reload, stop_timeout
-    [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
+    [sweep]     interval, checksum_interval, full_checksum_interval (0: always full), quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
                 parallel, max_fail, pause
     [store]     history (how long the state database keeps history, events and finished
@@ -117,6 +117,7 @@ class Node:
 class SweepSettings:
     interval: float = 300.0
     checksum_interval: float = 86400.0
+    full_checksum_interval: float = 7 * 86400.0  # checksum sweeps in between re-hash only changed files
     quorum: float = 0.5
     heal: str = "off"
 
@@ -531,7 +532,7 @@ class _Loader:
         )
 
     def load_sweep(self, t: dict) -> SweepSettings:
-        self.check_keys("sweep", t, ("interval", "checksum_interval", "quorum", "heal"))
+        self.check_keys("sweep", t, ("interval", "checksum_interval", "full_checksum_interval", "quorum", "heal"))
         d = SweepSettings()
         quorum = self.get("sweep", t, "quorum", (int, float), d.quorum, "a fraction between 0 and 1")
         if not 0 <= quorum < 1:
@@ -544,6 +545,7 @@ class _Loader:
         return SweepSettings(
             interval=self.duration("sweep", t, "interval", d.interval, minimum=1.0),
             checksum_interval=self.duration("sweep", t, "checksum_interval", d.checksum_interval, minimum=1.0),
+            full_checksum_interval=self.duration("sweep", t, "full_checksum_interval", d.full_checksum_interval),
             quorum=float(quorum),
             heal=heal,
         )

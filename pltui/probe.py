@@ -76,6 +76,8 @@ def probe_args(fleet: Fleet, node: Node, *, checksums: bool) -> str:
     procs = "\n".join(f"{p.name} {p.pidfile}" for p in svc.processes)
     words = [svc.version_file or "", svc.protocol_file or "", svc.protocol_command or "", procs,
              "\n".join(svc.logs), "\n".join(svc.important), "1" if checksums else "0"]
+    if checksums:  # seconds between full passes; the node keeps the time of the last one
+        words.append(str(int(fleet.sweep.full_checksum_interval)))
     return " ".join([shell_path(node.root)] + [shlex.quote(w) for w in words])
 
 

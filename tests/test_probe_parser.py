@@ -154,7 +154,7 @@ important = ["bin/*; rm -rf /"]
     assert command.startswith(first + ";")
     # The words reach the probe as the exact values, nothing run (the sh parses them for real).
     got = subprocess.run(["/bin/sh", "-c", first + ';printf "[%s]" "$@"'], capture_output=True, check=True).stdout
-    assert got == b"[/srv/it's $(reboot)][VERSION][PROTOCOL][][][][bin/*; rm -rf /][1]"
+    assert got == b"[/srv/it's $(reboot)][VERSION][PROTOCOL][][][][bin/*; rm -rf /][1][604800]"
     assert shell_path("~/svc") == '"$HOME"/svc'
 
 
