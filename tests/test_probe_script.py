@@ -134,6 +134,13 @@ def test_probe_reports_the_same_under_every_shell_and_digest_tool(shell, tool, r
     assert status.digests == digests
     assert status.special_files == specials
     assert any("bin/fifo" in w and "fifo" in w for w in status.warnings)
+    # The next checksum probe answers from .pltui/digests where nothing changed: the same report.
+    time.sleep(1.1)  # past the second the files were written in (those are never cached)
+    run_probe(shell, fleet, checksums=True, path=tool_path(tmp_path, shell, tool))
+    again = parse(run_probe(shell, fleet, checksums=True, path=tool_path(tmp_path, shell, tool)),
+                  fleet, fleet.nodes["n1"], checksums=True)
+    assert again.digests == digests and again.special_files == specials
+    assert "bin/app" in (rich_root / ".pltui" / "digests").read_text()  # cached, not re-hashed
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))

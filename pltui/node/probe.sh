@@ -251,7 +251,7 @@ readable() {  # pass 2: NUL-separated names of the regular files to digest (neve
     elif [ -d "$1" ] && [ -n "$ESCAPES" ]; then
         find "$1" -type f ! -name '.pltui-repair-*' -print0 2>/dev/null
     elif [ -d "$1" ]; then
-        find "$1" -type f ! -name '.pltui-repair-*' ! -name "*$NL*" -print0 2>/dev/null
+        find "$1" -type f ! -name '.pltui-repair-*' ! -"${NLTEST:-name}" "*$NL*" -print0 2>/dev/null
     fi
 }
 
@@ -265,9 +265,15 @@ digest() {  # "file HEX  NAME" for each NUL-separated name on stdin
     esac
 }
 
-with_nl() {  # NUL-separated names holding a newline (digested on every pass, never cached)
-    case $1 in *"$NL"*) [ -f "$1" ] && [ -r "$1" ] && out0 "$1"; [ -d "$1" ] && find "$1" -type f -print0 2>/dev/null; return ;; esac
-    [ -d "$1" ] && find "$1" -type f ! -name '.pltui-repair-*' -name "*$NL*" -print0 2>/dev/null
+with_nl() {  # NUL-separated paths holding a newline, as `readable` gives them (never cached)
+    case $1 in *"$NL"*)
+        [ -n "$ESCAPES" ] || return 0
+        [ -f "$1" ] && [ -r "$1" ] && out0 "$1"; [ -d "$1" ] && find "$1" -type f -print0 2>/dev/null; return ;;
+    esac
+    [ -d "$1" ] || return 0
+    if [ -n "$ESCAPES" ]; then find "$1" -type f ! -name '.pltui-repair-*' -path "*$NL*" -print0 2>/dev/null
+    else find "$1" -type f ! -name '.pltui-repair-*' -path "*$NL*" ! -name "*$NL*" -print0 2>/dev/null
+    fi
 }
 
 # Incremental checksums. .pltui/digests holds `full EPOCH` (the last full pass), then one line
@@ -288,9 +294,9 @@ incremental() {
     if [ -f $S ] && read -r word last _ <$S && [ "$word" = full ]; then
         case $last in *[!0-9]*|'') ;; *) [ $((now - last)) -lt "$FULL_AFTER" ] && [ "$last" -le "$now" ] && full=0 ;; esac
     fi
-    saved=$ESCAPES; ESCAPES=
+    saved=$ESCAPES; ESCAPES= NLTEST=path  # no path holding a newline: stat prints it raw
     important readable | xargs -0 -r stat -c '%i:%s:%Y:%Z %n' -- 2>/dev/null >$T.stat
-    ESCAPES=$saved
+    ESCAPES=$saved NLTEST=
     # Cached records to stdout (and the new state), names to hash to $T.todo (one a line).
     awk -v full=$full -v todo=$T.todo -v new=$T.new -v state=$S '
         BEGIN { while ((getline l < state) > 0) { k = l; sub(/ .*/, "", k); r = substr(l, length(k) + 2)
@@ -304,7 +310,7 @@ incremental() {
     [ -f $T.new ] || : >$T.new
     tr '\n' '\0' <$T.todo | digest >$T.hashed
     cat $T.hashed
-    [ -z "$ESCAPES" ] || important with_nl | digest
+    important with_nl | digest
     # The new state: the header, the cached lines, the new digests with their stat keys.
     { if [ $full = 1 ]; then say "full $now"; else IFS= read -r LINE <$S; say "$LINE"; fi
       cat $T.new
