@@ -57,11 +57,11 @@ def make_fleet(root: Path, logs: list[str], important: list[str]) -> fleet_mod.F
         '[[service.process]]\nname = "cache"\nstart = "x"\npidfile = "run/cache.pid"\n')
 
 
-def many(directory: Path, count: int) -> None:
+def many(directory: Path, count: int, size: int = 11) -> None:
     directory.mkdir(parents=True)
     for i in range(count):
         fd = os.open(directory / f"file-{i:08d}.log", os.O_WRONLY | os.O_CREAT, 0o644)
-        os.write(fd, b"0123456789\n")
+        os.write(fd, (b"0123456789\n" * (size // 11 + 1))[:size] if size != 11 else b"0123456789\n")
         os.close(fd)
 
 
@@ -100,7 +100,7 @@ def bench_cpu(shell: list[str], root: Path, runs: int) -> None:
          (med([r[0] for r in ref]), med([r[1] for r in ref])), "sh -s true")
 
 
-def bench_files(shell: list[str], base: Path, logs: int, important: int) -> None:
+def bench_files(shell: list[str], base: Path, logs: int, important: int, size: int = 11) -> None:
     root = base / "files"
     (root / "bin").mkdir(parents=True)
     (root / "bin" / "app").write_bytes(b"app")
@@ -115,14 +115,21 @@ def bench_files(shell: list[str], base: Path, logs: int, important: int) -> None
         line(f"{logs} log files, liveness", (wall, cpu), ref[:2], "find | wc -l")
         shutil.rmtree(root / "logs")
     if important:
-        many(root / "data", important)
+        many(root / "data", important, size)
         fleet = make_fleet(root, [], ["bin/*", "data/*"])
         script = build_script(fleet, fleet.nodes["n1"], checksums=True)
-        wall, cpu, out = run(shell, script)
-        status = parse(out, fleet, fleet.nodes["n1"], checksums=True)
-        assert len(status.digests) == important + 1, len(status.digests)
+        full_after = f" 1 {int(fleet.sweep.full_checksum_interval)}\n".encode()
+        assert script.count(full_after) == 1
+        always_full = script.replace(full_after, b" 1 0\n")  # full_checksum_interval 0: no state kept
         ref = run(["sh", "-c", "find data -type f -exec sha256sum {} + | wc -l"], cwd=str(root))
-        line(f"{important} important files, checksums", (wall, cpu), ref[:2], "find -exec sha256sum +")
+        time.sleep(1.1)  # files changed in the probe's first second are not cached
+        for what, text in (("checksums, no state (always full)", always_full),
+                           ("checksums, full pass + state", script),
+                           ("checksums, incremental", script)):
+            wall, cpu, out = run(shell, text)
+            status = parse(out, fleet, fleet.nodes["n1"], checksums=True)
+            assert len(status.digests) == important + 1, len(status.digests)
+            line(f"{important} x {size} B files, {what}", (wall, cpu), ref[:2], "find -exec sha256sum +")
 
 
 def main() -> None:
@@ -131,6 +138,7 @@ def main() -> None:
     parser.add_argument("--logs", type=int, default=100000)
     parser.add_argument("--important", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--size", type=int, default=11, help="bytes per important file")
     args = parser.parse_args()
     shell = list(SHELLS[args.shell])
     shell[0] = shutil.which(shell[0]) or sys.exit(f"bench_probe: {shell[0]} not found")
@@ -140,7 +148,7 @@ def main() -> None:
         print(f"shell: {args.shell}; {os.cpu_count()} cores; cpu = user+system of the process tree")
         plant(base / "node", sleepers)
         bench_cpu(shell, base / "node", args.runs)
-        bench_files(shell, base, args.logs, args.important)
+        bench_files(shell, base, args.logs, args.important, args.size)
     finally:
         for proc in sleepers:
             proc.kill()

@@ -16,7 +16,7 @@ Schema (see sample_fleet.toml for a commented example)::
     [service]   root, version_file, protocol_file | protocol_command, important, logs, state,
                 reboot_command, monitor_interval, backoff_cap; [[service.process]] name, start, pidfile,
                 stop, reload, stop_timeout
-    [sweep]     interval, checksum_interval, quorum, heal ("off" | "monitor")
+    [sweep]     interval, checksum_interval, full_checksum_interval (0: always full), quorum, heal ("off" | "monitor")
     [rollout]   health_timeout, keep_releases; [[rollout.stage]] name, group, batch,
                 parallel, max_fail, pause
     [store]     history (how long the state database keeps history, events and finished

@@ -153,7 +153,7 @@ class _Loader(Checker):
         )
 
     def load_sweep(self, t: dict) -> SweepSettings:
-        self.check_keys("sweep", t, ("interval", "checksum_interval", "quorum", "heal"))
+        self.check_keys("sweep", t, ("interval", "checksum_interval", "full_checksum_interval", "quorum", "heal"))
         d = SweepSettings()
         quorum = self.get("sweep", t, "quorum", (int, float), d.quorum, "a fraction between 0 and 1")
         if not 0 <= quorum < 1:
@@ -166,6 +166,7 @@ class _Loader(Checker):
         return SweepSettings(
             interval=self.duration("sweep", t, "interval", d.interval, minimum=1.0),
             checksum_interval=self.duration("sweep", t, "checksum_interval", d.checksum_interval, minimum=1.0),
+            full_checksum_interval=self.duration("sweep", t, "full_checksum_interval", d.full_checksum_interval),
             quorum=float(quorum),
             heal=heal,
         )

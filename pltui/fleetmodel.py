@@ -87,6 +87,7 @@ class Node:
 class SweepSettings:
     interval: float = 300.0
     checksum_interval: float = 86400.0
+    full_checksum_interval: float = 7 * 86400.0  # checksum sweeps in between re-hash only changed files
     quorum: float = 0.5
     heal: str = "off"
 

@@ -7,6 +7,7 @@ well-formed fields, caps sizes, sanitises every string it keeps, and turns anyth
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -47,30 +48,77 @@ def _script_body() -> str:
     return "\n".join(line for line in lines if line and not line.startswith("#")) + "\n"
 
 
-_BODY: str | None = None
+_BODY: bytes | None = None
+
+
+def probe_body() -> bytes:
+    """The probe's code: what bootstrap installs on a node and what a sweep sends when the node
+    does not hold this exact version. Per-node parameters are never part of it."""
+    global _BODY
+    if _BODY is None:
+        _BODY = _script_body().encode()
+    return _BODY
+
+
+def probe_digest() -> str:
+    return hashlib.sha256(probe_body()).hexdigest()
+
+
+def installed_path() -> str:
+    """Where bootstrap puts the probe, relative to the service root: versioned by digest, so an
+    engine of another version never runs a probe it does not expect."""
+    return f".pltui/probe-{probe_digest()[:16]}.sh"
+
+
+def probe_args(fleet: Fleet, node: Node, *, checksums: bool) -> str:
+    """The probe's positional arguments as shell words, read from the fleet file on every sweep."""
+    svc = fleet.service
+    procs = "\n".join(f"{p.name} {p.pidfile}" for p in svc.processes)
+    words = [svc.version_file or "", svc.protocol_file or "", svc.protocol_command or "", procs,
+             "\n".join(svc.logs), "\n".join(svc.important), "1" if checksums else "0"]
+    if checksums:  # seconds between full passes; the node keeps the time of the last one
+        words.append(str(int(fleet.sweep.full_checksum_interval)))
+    return " ".join([shell_path(node.root)] + [shlex.quote(w) for w in words])
 
 
 def build_script(fleet: Fleet, node: Node, *, checksums: bool) -> bytes:
-    """The probe script for one node: quoted variable assignments, then probe.sh."""
-    global _BODY
-    if _BODY is None:
-        _BODY = _script_body()
-    svc = fleet.service
-    procs = "\n".join(f"{p.name} {p.pidfile}" for p in svc.processes)
-    assignments = [
-        f"ROOT={shell_path(node.root)}",
-        f"VERSION_FILE={shlex.quote(svc.version_file or '')}",
-        f"PROTOCOL_FILE={shlex.quote(svc.protocol_file or '')}",
-        f"PROTOCOL_COMMAND={shlex.quote(svc.protocol_command or '')}",
-        f"PROCS={shlex.quote(procs)}",
-        f"LOGS={shlex.quote(chr(10).join(svc.logs))}",
-        f"IMPORTANT={shlex.quote(chr(10).join(svc.important))}",
-        f"CHECKSUMS={'1' if checksums else '0'}",
-    ]
-    return ("\n".join(assignments) + "\n" + _BODY).encode()
+    """The whole probe for `sh -s` (tests and benches): `set --` with the arguments, then the body."""
+    return f"set -- {probe_args(fleet, node, checksums=checksums)}\n".encode() + probe_body()
 
 
-PROBE_COMMAND = "/bin/sh -s"
+#: What the node prints first when it does not hold the expected probe: the engine then sends
+#: the body on the same channel (no second exec).
+SEND_BODY = b"pltui-send\n"
+
+
+def probe_command(fleet: Fleet, node: Node, *, checksums: bool, limit: int) -> str:
+    """The command a sweep runs (a few hundred bytes): the installed probe if its sha256 is the
+    expected one (96 bits compared: enough to tell any change), else the body asked for on
+    stdin; decided on the node in one exec. Bounded on the node by timeout(1) where it exists
+    (`limit` seconds; timeout signals the probe's whole process group), without
+    pltui.ssh.bounded's wrapper, which would double its size."""
+    return (f"set -- {probe_args(fleet, node, checksums=checksums)};F=$1/{installed_path()};T=;"
+            f"command -v timeout>/dev/null&&T='timeout {int(limit)}';"
+            f"case $(sha256sum 2>&- <\"$F\") in {probe_digest()[:24]}*)exec $T /bin/sh \"$F\" \"$@\";;esac;"
+            f"echo {SEND_BODY.decode().strip()};exec $T /bin/sh -s \"$@\"")
+
+
+async def install(transport, node: Node) -> str:
+    """Install the probe under the node's `.pltui/` (temp file, then rename: a sweep never sources
+    half a file) and remove other versions. Returns the installed path; raises ProbeError with the
+    node's answer when that fails (NodeError for connection trouble, as any transport call)."""
+    path = installed_path()
+    tmp = f"{path}.tmp"
+    command = (f"cd {shell_path(node.root)} && mkdir -p .pltui && umask 077 && cat > {tmp} && mv -f {tmp} {path} && "
+               f"for f in .pltui/probe-*.sh; do [ \"$f\" = {path} ] || rm -f \"$f\"; done")
+    result = await transport.run(node, command, input=probe_body(), what="installing the probe")
+    if result.exit_status != 0:
+        text = clean_line(result.stderr or result.stdout, 200) or f"exit status {result.exit_status}"
+        raise ProbeError(f"cannot install the probe as {path}: {text}")
+    return path
+
+
+PROBE_COMMAND = "/bin/sh -s"  # the probe read whole from stdin (build_script), as benches run it
 
 
 def _int(value: str, line_no: int, what: str) -> int:

@@ -71,6 +71,7 @@ class ExecResult:
     stderr: bytes
     truncated: bool
     elapsed: float
+    sent: int = 0  # bytes of command line and stdin sent to the node (an OnRequest only if asked)
 
     @property
     def ok(self) -> bool:
@@ -338,7 +339,7 @@ class Transport:
         node: Node,
         command: str,
         *,
-        input: bytes | None = None,
+        input: bytes | OnRequest | None = None,
         timeout: float | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         bound_on_node: bool = True,
@@ -400,12 +401,18 @@ class Transport:
         truncated = False
         proc = None
 
+        sent = len(command.encode())
+        first = asyncio.Event()  # stdout's first bytes (or its end) arrived: an OnRequest decides
+
         async def pump(stream, buf: bytearray, cap: int):
             nonlocal truncated
             while True:
                 chunk = await stream.read(65536)
                 if not chunk:
+                    first.set()
                     return
+                if stream is proc.stdout and isinstance(input, OnRequest) and len(buf) + len(chunk) >= len(input.marker):
+                    first.set()
                 room = cap - len(buf)
                 if room > 0:
                     buf += chunk[:room]
@@ -415,9 +422,16 @@ class Transport:
                     return
 
         async def feed():
+            nonlocal sent
             try:
-                if input:
+                if isinstance(input, OnRequest):
+                    await first.wait()
+                    if out.startswith(input.marker):
+                        proc.stdin.write(input.data)
+                        sent += len(input.data)
+                elif input:
                     proc.stdin.write(input)
+                    sent += len(input)
                 proc.stdin.write_eof()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the command exited without reading its input: its status says the rest
@@ -441,12 +455,15 @@ class Transport:
             raise
         if truncated:
             await self.close_channel(node, conn, proc)
+        if isinstance(input, OnRequest) and out.startswith(input.marker):
+            del out[:len(input.marker)]
         return ExecResult(
             exit_status=None if truncated else proc.exit_status,
             stdout=bytes(out),
             stderr=bytes(err),
             truncated=truncated,
             elapsed=time.monotonic() - started,
+            sent=sent,
         )
 
     @asynccontextmanager
@@ -498,6 +515,17 @@ class Transport:
         async with self.fanout:
             await self.connection(node)
         return (time.monotonic() - started) * 1000
+
+
+@dataclass(frozen=True)
+class OnRequest:
+    """Input a command gets only if it asks for it, by printing `marker` first on stdout (the
+    installed probe: the node sends the marker only when it lacks the expected probe, so a sweep
+    sends the body over the same channel instead of on every probe). The marker is removed from
+    the output."""
+
+    marker: bytes
+    data: bytes
 
 
 def bounded(command: str, timeout: float) -> str:

@@ -25,7 +25,7 @@ from pltui.model import (Event, HealDone, NodeStatus, NodeTransition, NodeUpdate
 from pltui.paths import fleet_dir, state_root
 from pltui.probe import shell_path
 from pltui.sanitize import clean_line
-from pltui.ssh import NodeError, Transport
+from pltui.ssh import NODE_GRACE, NodeError, OnRequest, Transport
 from pltui.store import Store, StoreError
 from pltui.sweeplock import SweepLock
 
@@ -92,7 +92,7 @@ class Engine:
         self._lock_error_said: str | None = None
         self._last_checksum: float | None = None
         self._next_prune = 0.0
-        self._scripts: dict[tuple[str, bool], bytes] = {}  # the fleet never changes under an engine
+        self._scripts: dict[tuple[str, bool], str] = {}  # probe commands; the fleet never changes under an engine
         self._track_of = {n: nd.track for n, nd in fleet.nodes.items()}
         self._unsaved_transitions: list[NodeTransition] = []
         self._restore()
@@ -165,13 +165,16 @@ class Engine:
     async def probe_node(self, node: Node, checksums: bool) -> NodeStatus:
         """Probe one node; always returns a status, never raises for the node's trouble."""
         timeout = self.transport.command_timeout * (CHECKSUM_TIMEOUT_FACTOR if checksums else 1)
-        script = self._scripts.get((node.name, checksums))
-        if script is None:
-            script = self._scripts[(node.name, checksums)] = probe.build_script(self.fleet, node, checksums=checksums)
+        command = self._scripts.get((node.name, checksums))
+        if command is None:  # the installed probe if the node holds it, else the body on request
+            limit = max(1, int(timeout + NODE_GRACE + 0.999))  # the node stops it a little after us
+            command = self._scripts[(node.name, checksums)] = probe.probe_command(self.fleet, node, checksums=checksums,
+                                                                                  limit=limit)
         started = time.monotonic()
         sent = time.time()
         try:
-            result = await self.transport.run(node, probe.PROBE_COMMAND, input=script, timeout=timeout,
+            result = await self.transport.run(node, command, input=OnRequest(probe.SEND_BODY, probe.probe_body()),
+                                              timeout=timeout, bound_on_node=False,
                                               max_output=probe.MAX_OUTPUT, what="the probe")
         except NodeError as exc:
             if exc.state == SSHState.TIMEOUT:

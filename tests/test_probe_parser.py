@@ -1,5 +1,6 @@
 """The probe parser: strict on structure, defensive on content, never raising anything but ProbeError."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from pltui import fleet as fleet_mod
 from pltui.model import Health, NodeStatus, SSHState
-from pltui.probe import MAX_OUTPUT, ProbeError, build_script, carry_checksums, parse, shell_path
+from pltui.probe import (MAX_OUTPUT, ProbeError, build_script, carry_checksums, parse, probe_args, probe_command,
+                         shell_path)
 from pltui.sanitize import is_clean
 
 FLEET = fleet_mod.loads(
@@ -146,8 +148,13 @@ important = ["bin/*; rm -rf /"]
 """
     )
     script = build_script(hostile, hostile.nodes["n1"], checksums=True).decode()
-    assert "ROOT='/srv/it'\"'\"'s $(reboot)'" in script
-    assert "IMPORTANT='bin/*; rm -rf /'" in script
+    first = script.split("\n", 1)[0]
+    assert first.startswith("set -- ") and first == "set -- " + probe_args(hostile, hostile.nodes["n1"], checksums=True)
+    command = probe_command(hostile, hostile.nodes["n1"], checksums=True, limit=30)
+    assert command.startswith(first + ";")
+    # The words reach the probe as the exact values, nothing run (the sh parses them for real).
+    got = subprocess.run(["/bin/sh", "-c", first + ';printf "[%s]" "$@"'], capture_output=True, check=True).stdout
+    assert got == b"[/srv/it's $(reboot)][VERSION][PROTOCOL][][][][bin/*; rm -rf /][1][604800]"
     assert shell_path("~/svc") == '"$HOME"/svc'
 
 

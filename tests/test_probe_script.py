@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def tool_path(tmp: Path, shell: str, tool: str) -> str:
         if tool != "sha256sum":
             (bindir / "sha256sum").unlink()
     else:
-        for name in ("date", "df", "xargs", "wc", "awk", "sed", "find", "head", "sh", "sleep", "printf", "kill"):
+        for name in ("date", "df", "xargs", "wc", "awk", "sed", "find", "head", "sh", "sleep", "printf", "kill",
+                     "stat", "tr", "cat", "mv", "rm", "mkdir"):
             os.symlink(shutil.which(name), bindir / name)
         if tool == "sha256sum":
             os.symlink(shutil.which("sha256sum"), bindir / "sha256sum")
@@ -132,6 +134,13 @@ def test_probe_reports_the_same_under_every_shell_and_digest_tool(shell, tool, r
     assert status.digests == digests
     assert status.special_files == specials
     assert any("bin/fifo" in w and "fifo" in w for w in status.warnings)
+    # The next checksum probe answers from .pltui/digests where nothing changed: the same report.
+    time.sleep(1.1)  # past the second the files were written in (those are never cached)
+    run_probe(shell, fleet, checksums=True, path=tool_path(tmp_path, shell, tool))
+    again = parse(run_probe(shell, fleet, checksums=True, path=tool_path(tmp_path, shell, tool)),
+                  fleet, fleet.nodes["n1"], checksums=True)
+    assert again.digests == digests and again.special_files == specials
+    assert "bin/app" in (rich_root / ".pltui" / "digests").read_text()  # cached, not re-hashed
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
@@ -180,3 +189,58 @@ def test_log_bytes_of_a_few_odd_names_and_of_many_files(shell, tmp_path):
         (root / "logs" / f"many-{i}.log").write_bytes(b"m" * 3)
     status = parse(run_probe(shell, fleet, checksums=False), fleet, fleet.nodes["n1"], checksums=False)
     assert status.log_bytes == 157 + 450
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_incremental_checksums_rehash_what_changed_and_the_full_pass_everything(shell, tmp_path):
+    """Checksum probes keep .pltui/digests: a file whose inode/size/mtime/ctime did not change
+    keeps its digest (shown by a damaged state entry surviving), a file rewritten in place with
+    its size and mtime restored is re-hashed (its ctime moved), and a full pass (the state's last
+    full pass older than full_checksum_interval) re-hashes everything."""
+    tool = "busybox" if shell == "busybox" else "sha256sum"
+    path = tool_path(tmp_path, shell, tool)
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    for name in ("app", "lib", "back\\slash"):
+        (root / "bin" / name).write_bytes(name.encode() * 100)
+    fleet = make_fleet(root, important=["bin/*"], logs=[])
+    state = root / ".pltui" / "digests"
+    time.sleep(1.1)  # a file changed in the probe's first second is not cached (whole-second times)
+
+    def digests() -> dict:
+        return parse(run_probe(shell, fleet, checksums=True, path=path), fleet, fleet.nodes["n1"], checksums=True).digests
+
+    def real() -> dict:
+        return {f"bin/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "bin").iterdir()}
+
+    assert digests() == real()  # first pass: full, state written
+    assert state.read_text().startswith("full ") and "bin/app" in state.read_text()
+    assert digests() == real()  # incremental, from the state
+    # Damage the state's entry for bin/lib: unchanged on disk, so the incremental pass keeps it.
+    text = state.read_text()
+    good = real()["bin/lib"]
+    state.write_text(text.replace(good, "0" * 64))
+    assert digests()["bin/lib"] == "0" * 64
+    # bin/app changed in place, same size, mtime put back (touch -d): ctime still tells.
+    app = root / "bin" / "app"
+    before = app.stat()
+    with open(app, "r+b") as f:
+        f.write(b"X")
+    os.utime(app, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert app.stat().st_size == before.st_size and app.stat().st_mtime_ns == before.st_mtime_ns
+    got = digests()
+    assert got["bin/app"] == real()["bin/app"] != text.split("  bin/app")[0][-64:]
+    # A full pass (the last one a long time ago) re-hashes everything, the damaged entry included.
+    lines = state.read_text().split("\n")
+    state.write_text("\n".join(["full 1"] + lines[1:]))
+    assert digests() == real()
+    assert int(state.read_text().split()[1]) > 1
+    assert sorted(p.name for p in (root / ".pltui").iterdir()) == ["digests"]  # no temp file left
+
+
+def test_full_checksum_interval_is_a_validated_sweep_setting(tmp_path):
+    base = "[fleet]\nname = \"t\"\nnodes = [\"n1\"]\n[service]\nroot = \"/srv\"\n"
+    assert fleet_mod.loads(base).sweep.full_checksum_interval == 7 * 86400
+    assert fleet_mod.loads(base + "[sweep]\nfull_checksum_interval = \"2d\"\n").sweep.full_checksum_interval == 172800
+    with pytest.raises(fleet_mod.FleetError, match="full_checksum_interval"):
+        fleet_mod.loads(base + "[sweep]\nfull_checksum_interval = \"soon\"\n")

@@ -14,7 +14,8 @@ import shlex
 from pltui.actions.base import Action, ActionError, ActionReport
 from pltui.monitorspec import monitor_script, render_spec
 from pltui.nodesha import SHA256_FUNCTION
-from pltui.probe import shell_path
+from pltui.probe import ProbeError, shell_path
+from pltui.probe import install as install_probe
 from pltui.sanitize import clean_line
 from pltui.ssh import NodeError
 
@@ -90,6 +91,10 @@ class Bootstrap(Action):
         try:
             self.progress(name, "checking")
             script, spec, alive = await self._state(node)
+            try:  # the sweep's probe, installed so that sweeps need not send it (pltui.probe)
+                await install_probe(self.transport, node)
+            except ProbeError as exc:
+                raise ActionError(str(exc)) from None
             changed = script != self.script_sha or spec != self.spec_sha
             if not changed and alive and self.cron is None:
                 self.result(name, "skipped", "current: monitor and spec up to date, monitor alive")

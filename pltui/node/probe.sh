@@ -1,13 +1,18 @@
 # pltui probe: report one node's state on stdout, one record per line.
 #
-# Sent by pltui on stdin to `sh -s`, with these variables assigned (shell-quoted) before it:
-#   ROOT              the service root (the probe only reads; it never writes anything)
+# Installed by bootstrap as ROOT/.pltui/probe-<sha256 prefix>.sh and sourced by /bin/sh when its
+# digest matches (else sent on stdin to `sh -s`; see pltui/probe.py). Its parameters come from
+# the fleet file on every sweep, as positional arguments, in this order:
+#   ROOT              the service root (the probe writes only .pltui/digests*, on checksum probes)
 #   VERSION_FILE      file holding the service version, relative to ROOT
 #   PROTOCOL_FILE     file holding the protocol version (or empty)
 #   PROTOCOL_COMMAND  command printing the protocol version (or empty)
 #   PROCS             lines "NAME PIDFILE" for each configured process
 #   LOGS, IMPORTANT   newline-separated glob patterns relative to ROOT
 #   CHECKSUMS         1 to add a sha256 of every file matching IMPORTANT
+#   FULL_AFTER        seconds: a checksum probe re-hashes every file when the last full pass
+#                     (.pltui/digests) is older; else only files whose inode, size, mtime or
+#                     ctime changed. 0 or empty: always full
 # The record format is described in docs/node-layout.md and parsed by pltui/probe.py.
 #
 # Runs under dash, bash, busybox ash and mksh with GNU or busybox tools. It runs on every node
@@ -16,6 +21,7 @@
 # (`set -- "$@" "$f"` in a loop is quadratic): globs stream NUL-separated names into xargs.
 # Nothing but a regular file is ever opened (a FIFO would block the probe, a device never ends).
 
+ROOT=$1 VERSION_FILE=$2 PROTOCOL_FILE=$3 PROTOCOL_COMMAND=$4 PROCS=$5 LOGS=$6 IMPORTANT=$7 CHECKSUMS=$8 FULL_AFTER=${9-0}
 LC_ALL=C
 export LC_ALL
 NL='
@@ -245,8 +251,74 @@ readable() {  # pass 2: NUL-separated names of the regular files to digest (neve
     elif [ -d "$1" ] && [ -n "$ESCAPES" ]; then
         find "$1" -type f ! -name '.pltui-repair-*' -print0 2>/dev/null
     elif [ -d "$1" ]; then
-        find "$1" -type f ! -name '.pltui-repair-*' ! -name "*$NL*" -print0 2>/dev/null
+        find "$1" -type f ! -name '.pltui-repair-*' ! -"${NLTEST:-name}" "*$NL*" -print0 2>/dev/null
     fi
+}
+
+digest() {  # "file HEX  NAME" for each NUL-separated name on stdin
+    case $tool in
+        sha256sum) xargs -0 -r sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
+        busybox) xargs -0 -r busybox sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
+        shasum) xargs -0 -r shasum -a 256 -- 2>/dev/null | sed 's/^/file /' ;;
+        openssl) xargs -0 -r openssl dgst -sha256 -r 2>/dev/null |
+                     sed -n 's/^\([0-9a-f]\{64\}\) \*/file \1  /p' ;;
+    esac
+}
+
+with_nl() {  # NUL-separated paths holding a newline, as `readable` gives them (never cached)
+    case $1 in *"$NL"*)
+        [ -n "$ESCAPES" ] || return 0
+        [ -f "$1" ] && [ -r "$1" ] && out0 "$1"; [ -d "$1" ] && find "$1" -type f -print0 2>/dev/null; return ;;
+    esac
+    [ -d "$1" ] || return 0
+    if [ -n "$ESCAPES" ]; then find "$1" -type f ! -name '.pltui-repair-*' -path "*$NL*" -print0 2>/dev/null
+    else find "$1" -type f ! -name '.pltui-repair-*' -path "*$NL*" ! -name "*$NL*" -print0 2>/dev/null
+    fi
+}
+
+# Incremental checksums. .pltui/digests holds `full EPOCH` (the last full pass), then one line
+# per file: `INODE:SIZE:MTIME:CTIME file HEX  NAME`. A file whose stat key is unchanged keeps its
+# digest; the rest are hashed; every FULL_AFTER seconds all are (a change that stat does not
+# show: bit rot, a damaged state file). Names holding a backslash or newline are never cached,
+# nor a file changed in the second the probe started (stat's times are whole seconds: a change
+# later in that second would not show), so it is hashed again next time.
+incremental_ok() {
+    case $FULL_AFTER in *[!0-9]*|''|0) return 1 ;; esac
+    command -v stat >/dev/null 2>&1 || return 1
+    [ -d .pltui ] || mkdir .pltui 2>/dev/null || return 1
+    [ -w .pltui ]
+}
+
+incremental() {
+    S=.pltui/digests T=.pltui/digests.$$ now=${clock%%.*} full=1
+    if [ -f $S ] && read -r word last _ <$S && [ "$word" = full ]; then
+        case $last in *[!0-9]*|'') ;; *) [ $((now - last)) -lt "$FULL_AFTER" ] && [ "$last" -le "$now" ] && full=0 ;; esac
+    fi
+    saved=$ESCAPES; ESCAPES= NLTEST=path  # no path holding a newline: stat prints it raw
+    important readable | xargs -0 -r stat -c '%i:%s:%Y:%Z %n' -- 2>/dev/null >$T.stat
+    ESCAPES=$saved NLTEST=
+    # Cached records to stdout (and the new state), names to hash to $T.todo (one a line).
+    awk -v full=$full -v todo=$T.todo -v new=$T.new -v state=$S '
+        BEGIN { while ((getline l < state) > 0) { k = l; sub(/ .*/, "", k); r = substr(l, length(k) + 2)
+                    if (substr(r, 1, 5) == "file " && substr(r, 70, 2) == "  ") { n = substr(r, 72); key[n] = k; rec[n] = r } } }
+        !/^[0-9]+:[0-9]+:[0-9]+:[0-9]+ / { next }
+        { k = $1; n = substr($0, length(k) + 2)
+          if (!full && (n in key) && key[n] == k && index(n, "\\") == 0) { print rec[n]; print k " " rec[n] > new }
+          else print n > todo }
+        END { close(todo); close(new) }' $T.stat
+    [ -f $T.todo ] || : >$T.todo
+    [ -f $T.new ] || : >$T.new
+    tr '\n' '\0' <$T.todo | digest >$T.hashed
+    cat $T.hashed
+    important with_nl | digest
+    # The new state: the header, the cached lines, the new digests with their stat keys.
+    { if [ $full = 1 ]; then say "full $now"; else IFS= read -r LINE <$S; say "$LINE"; fi
+      cat $T.new
+      awk -v stat=$T.stat -v now=$now 'BEGIN { while ((getline l < stat) > 0) { k = l; sub(/ .*/, "", k); key[substr(l, length(k) + 2)] = k } }
+           substr($0, 1, 6) != "file \\" { n = substr($0, 72); if (!(n in key)) next; split(key[n], a, ":")
+                                              if (a[3] < now && a[4] < now) print key[n] " " $0 }' $T.hashed
+    } >$T.tmp && mv -f $T.tmp $S
+    rm -f $T.stat $T.todo $T.new $T.hashed
 }
 
 if [ "$CHECKSUMS" = 1 ]; then
@@ -274,12 +346,9 @@ if [ "$CHECKSUMS" = 1 ]; then
             set +f; unset IFS ;;
     esac
     important special
-    case $tool in
-        sha256sum) important readable | xargs -0 -r sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
-        busybox) important readable | xargs -0 -r busybox sha256sum -- 2>/dev/null | sed 's/^/file /' ;;
-        shasum) important readable | xargs -0 -r shasum -a 256 -- 2>/dev/null | sed 's/^/file /' ;;
-        openssl) important readable | xargs -0 -r openssl dgst -sha256 -r 2>/dev/null |
-                     sed -n 's/^\([0-9a-f]\{64\}\) \*/file \1  /p' ;;
-    esac
+    if [ "$tool" = none ]; then :
+    elif incremental_ok; then incremental
+    else important readable | digest
+    fi
 fi
 say "end"
