@@ -106,7 +106,7 @@ async def one_rollout(fleet_path: Path, bundle_dir: Path, work: Path, parallel: 
         store.close()
     per_node = []
     steps: dict[str, list[float]] = {}
-    for node, seq in marks.items():
+    for _node, seq in marks.items():
         if seq[-1][1] != "done":
             continue
         per_node.append(seq[-1][0] - seq[0][0])

@@ -31,8 +31,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 from pltui import __version__
 from pltui.model import TRANSITION_KINDS, NodeTransition

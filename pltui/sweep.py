@@ -301,7 +301,7 @@ class Engine:
             part = pending[:FLUSH_SLICE]
             del pending[:FLUSH_SLICE]
             part_checks = {s.node: checks[s.node] for s in part if s.node in checks} if checks else None
-            self._store_call(lambda s: s.save_statuses(part, sweep_id, part_checks))
+            self._store_call(lambda s, part=part, checks=part_checks: s.save_statuses(part, sweep_id, checks))
             await asyncio.sleep(0)
         self._save_transitions()
 

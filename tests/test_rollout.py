@@ -408,7 +408,7 @@ async def test_operator_rollback_returns_touched_nodes(make_sim_fleet, tmp_path)
     _, back = await resume_or_rollback(sim.fleet_path, tmp_path, action.action_id, "rollback")
     assert back.ok, back.to_json()
     assert {r.state for r in back.results.values()} == {"rolled-back"}
-    for name, node in sim.nodes.items():
+    for _name, node in sim.nodes.items():
         assert version_on(node) == "1.0"
         assert not (Path(node.root) / "new").exists()
         assert pids_alive(node) == {"svc": True, "aux": True}

@@ -124,7 +124,7 @@ def rig(tmp_path_factory):
     names = {key: f"sh{i + 1:03d}" for i, key in enumerate(keys)}
     sshd = SshdFleet.start(len(keys), tmp / "sshd", prefix="sh", shells={n: k for k, n in names.items()})
     try:
-        for key, name in names.items():
+        for _key, name in names.items():
             root = Path(sshd.nodes[name].root)
             plant(root, name)
             chown_tree(root, sshd.node_pw(name))

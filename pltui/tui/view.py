@@ -38,7 +38,7 @@ class ConsoleView:
         self._group_cache: dict[str, str] = {}
         self._frozen: tuple[dict, object] | None = None
         self.answered: dict[str, float] = {}     # node -> when it last answered (seen by this console)
-        for name, status in engine.statuses.items():
+        for _name, status in engine.statuses.items():
             self.note(status)
 
     def note(self, status) -> None:

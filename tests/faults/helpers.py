@@ -20,7 +20,7 @@ def assert_terminal_safe(data: bytes, what: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise AssertionError(f"{what}: not UTF-8 at byte {exc.start}: {data[max(0, exc.start - 40):exc.start + 40]!r}")
+        raise AssertionError(f"{what}: not UTF-8 at byte {exc.start}: {data[max(0, exc.start - 40):exc.start + 40]!r}") from None
     found = FORBIDDEN.search(text)
     assert found is None, (f"{what}: control character {found.group()!r} at {found.start()}: "
                            f"{text[max(0, found.start() - 60):found.start() + 60]!r}")

@@ -58,7 +58,7 @@ async def test_hostile_probe_output_through_real_sshd(make_sshd_fleet, tmp_path)
     sshd = await asyncio.to_thread(make_sshd_fleet, 7, fleet={
         "service": service, "ssh_overrides": {"connect_timeout": "3s", "command_timeout": "10s"}})
     roots = {name: Path(node.root) for name, node in sshd.nodes.items()}
-    for name, root in roots.items():
+    for _name, root in roots.items():
         (root / "etc").mkdir()
         (root / "etc" / "app.conf").write_text("port=80\n")
         (root / "VERSION").write_text("1.0\n")

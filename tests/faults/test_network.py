@@ -267,7 +267,7 @@ async def test_hanging_and_endless_probe_commands_real_sshd(make_sshd_fleet, tmp
                f"if [ -f FLOOD ]; then exec yes {ENDLESS_NEEDLE}; fi; cat PROTOCOL")
     sshd = await asyncio.to_thread(make_sshd_fleet, 4, fleet={
         "service": {"protocol_command": command}, "ssh_overrides": {"connect_timeout": "3s", "command_timeout": "3s"}})
-    for name, node in sshd.nodes.items():
+    for _name, node in sshd.nodes.items():
         Path(node.root, "PROTOCOL").write_text("7\n")
     Path(sshd.nodes["sshd001"].root, "HANG").write_text("")
     Path(sshd.nodes["sshd002"].root, "ENDLESS").write_text("")

@@ -4,7 +4,6 @@ next. Real actions against nodes that refuse connections (127.0.0.1:9)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from conftest import screen_text, wait_for, wait_text
