@@ -224,6 +224,10 @@ class Operations:
                                                            plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
             return
+        self._launch(spec, action, control, plan)
+
+    def _launch(self, spec, action, control: Control, plan) -> None:
+        """Run a reviewed action in the background and show its progress screen."""
         run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
         self.runs.append(run)
         self._run_action(run)
@@ -257,10 +261,7 @@ class Operations:
                                                          plan_text(plan), yes=f"{mode} {count} nodes")):
             self.notify(f"rollout {mode} cancelled")
             return
-        run = ActionRun(spec, action, control, list(action.nodes), plan=plan)
-        self.runs.append(run)
-        self._run_action(run)
-        self.push_screen(ProgressScreen(run))
+        self._launch(spec, action, control, plan)
 
     def show_rollouts(self) -> None:
         from pltui.tui.screens.rollouts import RolloutsScreen
