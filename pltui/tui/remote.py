@@ -6,6 +6,7 @@ becomes a `rich.text.Text`."""
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 
 from rich.text import Text
@@ -27,11 +28,29 @@ class RemoteError(Exception):
     """Fetching from the node failed; the message says what and where."""
 
 
-def tail_command(root: str, lines: int = TAIL_LINES) -> str:
-    """The monitor's events and the end of each process's output file, each under a header."""
+TAIL_FILES = 8                # files tailed per refresh, at most (a `logs` glob may match thousands)
+_GLOB_SAFE = re.compile(r"^[A-Za-z0-9_.*?/+-]+$")
+_COMPRESSED = (".gz", ".zst", ".xz", ".bz2", ".lz4")
+
+
+def log_globs(patterns) -> list[str]:
+    """The fleet's `[service] logs` globs that may stand unquoted in a shell word list: relative,
+    no `..`, only name characters and `* ?` (anything else is left out of the tail, never
+    quoted into a literal that matches nothing or expanded into something else)."""
+    return [p for p in patterns
+            if _GLOB_SAFE.match(p) and not p.startswith("/") and ".." not in p.split("/")]
+
+
+def tail_command(root: str, lines: int = TAIL_LINES, logs=()) -> str:
+    """The monitor's events, each process's output file and the service's own logs (the
+    fleet's `logs` globs; compressed rotations skipped), each under a header, at most
+    TAIL_FILES files."""
     n = int(lines)
-    return (f"cd {shell_path(root)} || exit 3; "
-            f"for f in .pltui/events.log .pltui/run/*.out; do [ -f \"$f\" ] || continue; "
+    skip = " ".join(f"*{ext}" for ext in _COMPRESSED)
+    return (f"cd {shell_path(root)} || exit 3; i=0; "
+            f"for f in .pltui/events.log .pltui/run/*.out {' '.join(log_globs(logs))}; do "
+            f"[ -f \"$f\" ] || continue; case $f in {skip.replace(' ', '|')}) continue ;; esac; "
+            f"i=$((i+1)); [ $i -le {TAIL_FILES} ] || break; "
             f"printf '==> %s <==\\n' \"$f\"; tail -n {n} \"$f\"; done")
 
 

@@ -11,8 +11,12 @@ from pltui.tui.screens.detail import DetailScreen
 
 
 async def test_live_tail_and_drift_diff(make_sim_fleet, tmp_path, config_dir):
-    sim, engine, app = await sim_console(make_sim_fleet, tmp_path, config_dir, n=4)
+    service = {"important": ["bin/*"], "logs": ["logs/*.log*"]}
+    sim, engine, app = await sim_console(make_sim_fleet, tmp_path, config_dir, n=4, service=service)
     root = sim.nodes["sim002"].root
+    (root / "logs").mkdir(exist_ok=True)
+    (root / "logs" / "access.log").write_text("GET /index.html 200\n")
+    (root / "logs" / "access.log.1.gz").write_bytes(b"\x1f\x8b compressed rotation, never tailed")
     (root / ".pltui" / "run").mkdir(parents=True, exist_ok=True)
     (root / ".pltui" / "events.log").write_text("1714564800 2024-05-01T12:00:00+0000 exit cache pid=123 status=3\n")
     (root / ".pltui" / "run" / "proxy.out").write_text("proxy listening on :8080\n[/x] \x1b[2J done\n")
@@ -26,6 +30,7 @@ async def test_live_tail_and_drift_diff(make_sim_fleet, tmp_path, config_dir):
             assert ok, screen_text(app)
             text = screen_text(app)
             assert "exit cache pid=123 status=3" in text and "[/x]" in text and "\x1b" not in text
+            assert "GET /index.html 200" in text and "access.log.1.gz" not in text  # the service's own log
             (root / ".pltui" / "events.log").write_text("1714564900 2024-05-01T12:01:40+0000 start cache pid=456\n")
             assert await wait_for(pilot, lambda: "start cache pid=456" in screen_text(app), timeout=20)  # live
             await pilot.press("t")                              # stop the tail

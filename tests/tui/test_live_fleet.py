@@ -19,8 +19,8 @@ from pltui.tui.screens.prompt import PromptScreen
 SERVICE = {"important": ["bin/*"]}   # each sim node's root is its service root
 
 
-async def sim_console(make_sim_fleet, tmp_path, config_dir, n=4, modes=None, **kwargs):
-    sim = await make_sim_fleet(n, modes=modes, fleet={"service": SERVICE, "groups": {"alpha": "sim[001-002]"},
+async def sim_console(make_sim_fleet, tmp_path, config_dir, n=4, modes=None, service=None, **kwargs):
+    sim = await make_sim_fleet(n, modes=modes, fleet={"service": service or SERVICE, "groups": {"alpha": "sim[001-002]"},
                                                        "sweep": {"interval": "1h"}})
     for name, node in sim.nodes.items():
         root = node.root

@@ -278,7 +278,8 @@ class DetailScreen(Screen):
         view = self.app.view
         node = view.fleet.nodes[self.node]
         try:
-            data = await fetch(view.engine.transport, node, tail_command(node.root), TAIL_MAX)
+            command = tail_command(node.root, logs=view.fleet.service.logs)
+            data = await fetch(view.engine.transport, node, command, TAIL_MAX)
             body = tail_text(data)
         except RemoteError as exc:
             body = Text(clean_line(str(exc), 300), style="bold", end="")
