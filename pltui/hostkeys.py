@@ -12,6 +12,7 @@ import ipaddress
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
@@ -53,17 +54,17 @@ class HostKeys:
     def match(self, host: str, addr: str, port: int | None):
         known = self._load()
         result = known.match(host, addr, port)
-        if port and port != 22:
-            # asyncssh looks a non-default port up again without it when no *trusted* key is
-            # recorded for host:port, and so loses the @revoked keys recorded for host:port:
-            # keep them (a revoked key must be refused, and never recorded under accept-new).
-            result = [list(part) for part in result]
-            for name in {host, addr} - {""}:
-                exact = known.match(f"[{name}]:{port}", "", None)
-                for index in (2, 4, 6):  # revoked keys, revoked certificates, revoked subjects
-                    result[index] += [k for k in exact[index] if k not in result[index]]
-            result = tuple(result)
-        return result
+        if not port or port == 22:
+            return result
+        # asyncssh looks a non-default port up again without it when no *trusted* key is
+        # recorded for host:port, and so loses the @revoked keys recorded for host:port:
+        # keep them (a revoked key must be refused, and never recorded under accept-new).
+        parts: list[list[Any]] = [list(part) for part in result]
+        for name in {host, addr} - {""}:
+            exact = known.match(f"[{name}]:{port}", "", None)
+            for index in (2, 4, 6):  # revoked keys, revoked certificates, revoked subjects
+                parts[index] += [k for k in exact[index] if k not in parts[index]]
+        return tuple(parts)
 
     def knows(self, host: str, port: int) -> bool:
         try:
