@@ -148,6 +148,7 @@ class Alerter:
         return task
 
     async def _consume(self) -> None:
+        assert self._queue is not None  # attach() made it
         while True:
             event = await self._queue.get()
             if isinstance(event, NodeTransition):
@@ -281,6 +282,7 @@ class Alerter:
             raise RuntimeError(f"exit {proc.returncode}" + (f": {tail}" if tail else ""))
 
     async def _post(self, data: bytes) -> None:
+        assert self.settings.webhook is not None  # only called when a webhook is configured
         request = urllib.request.Request(self.settings.webhook, data=data, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": f"pltui/{__version__}"})
 

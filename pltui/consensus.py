@@ -51,16 +51,17 @@ def decide(statuses: Iterable[NodeStatus], track_of: Mapping[str, str], quorum: 
     """Decide per-track file majorities, drifted nodes and protocol cohorts."""
     statuses = list(statuses)
     result = Consensus()
-    by_track: dict[str, list[NodeStatus]] = {}
+    # per track: (node, its digests) of every node that answered a checksum sweep
+    by_track: dict[str, list[tuple[str, dict[str, str]]]] = {}
     for status in statuses:
         if status.digests is not None:
-            by_track.setdefault(track_of.get(status.node, "default"), []).append(status)
+            by_track.setdefault(track_of.get(status.node, "default"), []).append((status.node, status.digests))
             result.checked.add(status.node)
     for track, members in by_track.items():
-        paths = sorted({p for s in members for p in s.digests})
+        paths = sorted({p for _, digests in members for p in digests})
         answering = len(members)
         for path in paths:
-            counts = Counter(s.digests.get(path) for s in members)
+            counts = Counter(digests.get(path) for _, digests in members)
             # Missing is a state too: if most nodes lack the file, its presence is the drift.
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
             top, holders = ranked[0]
@@ -71,9 +72,9 @@ def decide(statuses: Iterable[NodeStatus], track_of: Mapping[str, str], quorum: 
             if not has_quorum:
                 result.no_quorum.setdefault(track, []).append(path)
                 continue
-            for s in members:
-                if s.digests.get(path) != top:
-                    result.drift.setdefault(s.node, []).append(path)
+            for node, digests in members:
+                if digests.get(path) != top:
+                    result.drift.setdefault(node, []).append(path)
     cohorts: dict[str, list[str]] = {}
     for status in statuses:
         if status.protocol is not None and status.reachable:

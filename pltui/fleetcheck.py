@@ -188,7 +188,7 @@ class Checker:
             return default
         return value
 
-    def duration(self, table: str, data: dict, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def duration(self, table: str, data: dict, key: str, default: Any, *, minimum: float = 0.0) -> Any:
         if key not in data:
             return default
         try:
@@ -270,8 +270,8 @@ def parse_batches(value: object) -> tuple[int | str, ...]:
             if int(item) < 1:
                 raise ValueError(f"batch size must be at least 1, got {item!r}")
             out.append(int(item))
-        elif isinstance(item, str) and _PERCENT.match(item):
-            pct = float(_PERCENT.match(item).group(1))
+        elif isinstance(item, str) and (percent := _PERCENT.match(item)):
+            pct = float(percent.group(1))
             if not 0 < pct <= 100:
                 raise ValueError(f"batch percentage must be in (0, 100], got {item!r}")
             out.append(f"{pct:g}%")

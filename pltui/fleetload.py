@@ -297,10 +297,10 @@ class _Loader(Checker):
 
     def build_nodes(self, names, overrides: dict, ssh: SSHSettings, service: ServiceSpec, track_of, members):
         groups_of: dict[str, list[str]] = {}
-        for group, nodes in members.items():
+        for group, group_nodes in members.items():
             if group == "all":
                 continue
-            for node in nodes:
+            for node in group_nodes:
                 groups_of.setdefault(node, []).append(group)
         for node in overrides:
             if node not in names:

@@ -229,7 +229,7 @@ class JumpPool:
     the pool names the bastion in every failure it passes on to the nodes behind it.
     """
 
-    def __init__(self, opener: Opener, error_type: type, retry_after: float = 5.0):
+    def __init__(self, opener: Opener, error_type: type[Exception], retry_after: float = 5.0):
         self.conns: dict[str, Any] = {}
         self.opened = 0  # hop connections opened so far (tests count them)
         self.attempts = 0  # hop connections tried so far

@@ -164,6 +164,7 @@ def _evaluate(expr: str, sets: dict[str, frozenset[str]], resolver: GroupResolve
     if reason:
         raise NodeSetError(f"bad node set {expr!r}: {reason}")
     result: set[str] = set()
+    nodes: set[str] | frozenset[str]
     for op, term in terms:
         if term[0] == "@" and term[1:] in sets:
             nodes = sets[term[1:]]
@@ -202,7 +203,7 @@ def _group_cycles(exprs: dict[str, str]) -> dict[str, str]:
     for group in exprs:
         # breadth-first from the group's references; reaching the group again is a cycle
         parent: dict[str, str] = {}
-        queue = deque()
+        queue: deque[str] = deque()
         for ref in refs[group]:
             if ref in refs and ref not in parent:
                 parent[ref] = group

@@ -409,7 +409,8 @@ class Store:
             params.append(status)
         sql += " ORDER BY started DESC LIMIT ?"
         params.append(limit)
-        return [self.load_action(r[0]) for r in self._read(sql, params)]
+        found = (self.load_action(r[0]) for r in self._read(sql, params))
+        return [action for action in found if action is not None]
 
     # -- retention ---------------------------------------------------------------------------
 
