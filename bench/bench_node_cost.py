@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test rigs: tests/rigs/
 
 from pltui import fleet as fleet_mod  # noqa: E402
 from pltui import probe  # noqa: E402
 from pltui.ssh import NODE_GRACE, OnRequest, Transport  # noqa: E402
-from pltui.sshd_fleet import SshdFleet  # noqa: E402
+from rigs.sshd_fleet import SshdFleet  # noqa: E402
 
 SERVICE = {
     "important": ["bin/*", "etc/"],
