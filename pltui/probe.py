@@ -103,18 +103,25 @@ def probe_command(fleet: Fleet, node: Node, *, checksums: bool, limit: int) -> s
     healthy node because the report is parsed strictly (no `end` record: garbled). An empty or
     missing file gets the body sent.
 
-    A checksum probe verifies the installed file's sha256 (96 bits compared: enough to tell any
-    change) before running it, so a changed file is caught on the next checksum sweep, and is
-    bounded on the node by timeout(1) where it exists (`limit` seconds; it signals the probe's
-    whole process group): it may hash for minutes. pltui.ssh.bounded's wrapper is not used; it
-    would double the command's size."""
+    A fleet with a `protocol_command` keeps timeout(1) (and so `/bin/sh F`) on liveness probes
+    too: that command is the operator's, may hang or print forever into the probe's pipe, and
+    nothing but a node-side timeout ends it once the engine has given up (each sweep would leave
+    one more behind). A checksum probe verifies the installed file's sha256 (96 bits compared:
+    enough to tell any change) before running it, so a changed file is caught on the next
+    checksum sweep, and is always bounded on the node by timeout(1) where it exists (`limit`
+    seconds; it signals the probe's whole process group): it may hash for minutes.
+    pltui.ssh.bounded's wrapper is not used; it would double the command's size."""
     head = f"set -- {probe_args(fleet, node, checksums=checksums)};F=$1/{installed_path()};"
     send = f"echo {SEND_BODY.decode().strip()};exec "
-    if not checksums:  # `exit` after `.`: the body has run, never also the fallback
+    if not checksums and not fleet.service.protocol_command:
+        # `exit` after `.`: the body has run, never also the fallback
         return head + f'if [ -s "$F" ];then . "$F";exit;fi;{send}/bin/sh -s "$@"'
-    return (head + f"T=;command -v timeout>/dev/null&&T='timeout {int(limit)}';"
-            f"case $(sha256sum 2>&- <\"$F\") in {probe_digest()[:24]}*)exec $T /bin/sh \"$F\" \"$@\";;esac;"
-            f"{send}$T /bin/sh -s \"$@\"")
+    head += f"T=;command -v timeout>/dev/null&&T='timeout {int(limit)}';"
+    if checksums:
+        run = f"case $(sha256sum 2>&- <\"$F\") in {probe_digest()[:24]}*)exec $T /bin/sh \"$F\" \"$@\";;esac;"
+    else:
+        run = 'if [ -s "$F" ];then exec $T /bin/sh "$F" "$@";fi;'
+    return head + run + f'{send}$T /bin/sh -s "$@"'
 
 
 async def install(transport, node: Node) -> str:
