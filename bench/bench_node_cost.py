@@ -5,6 +5,9 @@ cgroup-v1 cpuacct group this script creates (root only).
 Prints, side by side from the same run, node CPU per probe for:
   stdin probe      the probe sent whole on stdin to `/bin/sh -s` under pltui.ssh.bounded (before)
   installed probe  the sweep's command (pltui.probe.probe_command) with the probe installed
+  the steps to it  the installed probe as earlier versions ran it, from the same run (`STEPS`):
+                   sha256 check + timeout(1) + `exec /bin/sh F` (before), then without the
+                   sha256 check, then also without timeout(1); `now` sources it in the login shell
   fallback         the same command on a node without the installed probe (body sent on request)
   `true`           the cheapest exec there is (reference: sshd's session + the login shell)
 
@@ -36,6 +39,23 @@ SERVICE = {
     "process": [{"name": "web", "start": "sleep 600", "pidfile": "run/web.pid"},
                 {"name": "cache", "start": "sleep 600", "pidfile": "run/cache.pid"}],
 }
+
+
+def _steps(fleet, node, limit: int) -> dict[str, str]:
+    """The liveness command of earlier versions, one cost removed per step (for side-by-side
+    figures; the sweep's own command is probe.probe_command)."""
+    head = f"set -- {probe.probe_args(fleet, node, checksums=False)};F=$1/{probe.installed_path()};"
+    timeout = f"T=;command -v timeout>/dev/null&&T='timeout {limit}';"
+    send = 'echo pltui-send;exec $T /bin/sh -s "$@"'
+    return {
+        "sha+timeout+sh": (head + timeout + f'case $(sha256sum 2>&- <"$F") in {probe.probe_digest()[:24]}*)'
+                           f'exec $T /bin/sh "$F" "$@";;esac;' + send),
+        "timeout+sh": head + timeout + 'if [ -s "$F" ];then exec $T /bin/sh "$F" "$@";fi;' + send,
+        "sh": head + 'T=;if [ -s "$F" ];then exec /bin/sh "$F" "$@";fi;' + send,
+    }
+
+
+STEPS = ("sha+timeout+sh", "timeout+sh", "sh")
 
 
 class CpuMeter:
@@ -97,7 +117,9 @@ async def measure(transport: Transport, nodes: list, how: str, rounds: int, mete
             result = await transport.run(node, probe.PROBE_COMMAND,
                                          input=probe.build_script(fleet, node, checksums=False))
         else:
-            result = await transport.run(node, probe.probe_command(fleet, node, checksums=False, limit=limit),
+            command = (_steps(fleet, node, limit)[how] if how in STEPS
+                       else probe.probe_command(fleet, node, checksums=False, limit=limit))
+            result = await transport.run(node, command,
                                          input=OnRequest(probe.SEND_BODY, probe.probe_body()), bound_on_node=False)
             assert (result.sent > len(probe.probe_body())) == (how == "fallback"), (how, result.sent)
         sent[0] = max(sent[0], result.sent)
@@ -126,7 +148,9 @@ async def run(fleet_path: Path, sshd: SshdFleet, rounds: int, meter: CpuMeter) -
                    "fallback": await measure(transport, nodes, "fallback", rounds, meter)}
         for node in nodes:
             await probe.install(transport, node)
-        figures["installed"] = await measure(transport, nodes, "installed", rounds, meter)
+        for step in STEPS:
+            figures[f"installed, {step}"] = await measure(transport, nodes, step, rounds, meter)
+        figures["installed (now)"] = await measure(transport, nodes, "installed", rounds, meter)
         figures["true (again)"] = await measure(transport, nodes, "true", rounds, meter)
         return figures
     finally:
@@ -154,7 +178,7 @@ def main() -> None:
         print(f"{args.nodes} real sshd nodes, {args.rounds} warm sweeps each, {os.cpu_count()} cores, "
               f"load {os.getloadavg()[0]:.1f}; node CPU per probe (sshd + everything it starts):")
         for what, (ms, sent) in figures.items():
-            print(f"  {what:<14} {ms:6.2f} ms   {sent:5d} bytes sent")
+            print(f"  {what:<26} {ms:6.2f} ms   {sent:5d} bytes sent")
     finally:
         if sshd is not None:
             sshd.stop()

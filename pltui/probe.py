@@ -92,15 +92,36 @@ SEND_BODY = b"pltui-send\n"
 
 
 def probe_command(fleet: Fleet, node: Node, *, checksums: bool, limit: int) -> str:
-    """The command a sweep runs (a few hundred bytes): the installed probe if its sha256 is the
-    expected one (96 bits compared: enough to tell any change), else the body asked for on
-    stdin; decided on the node in one exec. Bounded on the node by timeout(1) where it exists
-    (`limit` seconds; timeout signals the probe's whole process group), without
-    pltui.ssh.bounded's wrapper, which would double its size."""
-    return (f"set -- {probe_args(fleet, node, checksums=checksums)};F=$1/{installed_path()};T=;"
-            f"command -v timeout>/dev/null&&T='timeout {int(limit)}';"
-            f"case $(sha256sum 2>&- <\"$F\") in {probe_digest()[:24]}*)exec $T /bin/sh \"$F\" \"$@\";;esac;"
-            f"echo {SEND_BODY.decode().strip()};exec $T /bin/sh -s \"$@\"")
+    """The command a sweep runs (a few hundred bytes): the installed probe, else the body asked
+    for on stdin (`SEND_BODY`); decided on the node in one exec.
+
+    A liveness probe (every few seconds, on every node) must cost the node little, so it trusts
+    the installed file by its name: named by the body's digest, under `.pltui/`, writable only by
+    the service user (who could as well change monitor.sh). A non-empty file is sourced (`.`) in
+    the login shell, with no sha256sum, no timeout(1) and no second shell: the engine's deadline
+    bounds it (a frozen node's connection is aborted), and a damaged file cannot pass for a
+    healthy node because the report is parsed strictly (no `end` record: garbled). An empty or
+    missing file gets the body sent.
+
+    A fleet with a `protocol_command` keeps timeout(1) (and so `/bin/sh F`) on liveness probes
+    too: that command is the operator's, may hang or print forever into the probe's pipe, and
+    nothing but a node-side timeout ends it once the engine has given up (each sweep would leave
+    one more behind). A checksum probe verifies the installed file's sha256 (96 bits compared:
+    enough to tell any change) before running it, so a changed file is caught on the next
+    checksum sweep, and is always bounded on the node by timeout(1) where it exists (`limit`
+    seconds; it signals the probe's whole process group): it may hash for minutes.
+    pltui.ssh.bounded's wrapper is not used; it would double the command's size."""
+    head = f"set -- {probe_args(fleet, node, checksums=checksums)};F=$1/{installed_path()};"
+    send = f"echo {SEND_BODY.decode().strip()};exec "
+    if not checksums and not fleet.service.protocol_command:
+        # `exit` after `.`: the body has run, never also the fallback
+        return head + f'if [ -s "$F" ];then . "$F";exit;fi;{send}/bin/sh -s "$@"'
+    head += f"T=;command -v timeout>/dev/null&&T='timeout {int(limit)}';"
+    if checksums:
+        run = f"case $(sha256sum 2>&- <\"$F\") in {probe_digest()[:24]}*)exec $T /bin/sh \"$F\" \"$@\";;esac;"
+    else:
+        run = 'if [ -s "$F" ];then exec $T /bin/sh "$F" "$@";fi;'
+    return head + run + f'{send}$T /bin/sh -s "$@"'
 
 
 async def install(transport, node: Node) -> str:

@@ -104,16 +104,36 @@ async def check_installed_probe(nodes):
         assert_correct(engine, names, checksums=True)
         assert all(v < 300 for v in short(engine, names).values()), short(engine, names)
 
+        # A changed or missing file: a checksum sweep verifies the installed probe's sha256 and
+        # sends the body instead (a liveness sweep trusts the file by its digest-derived name).
         tampered, missing = names[0], names[1]
         installed = nodes.nodes[tampered].root / path
-        installed.write_bytes(b'echo "pltui-probe 1"; echo "clock 1"; echo "version 6.6.6"; echo end; exit 0\n'
-                              + installed.read_bytes())
+        good = installed.read_bytes()
+        installed.write_bytes(b'echo "pltui-probe 1"; echo "clock 1"; echo "version 6.6.6"; echo end; exit 0\n' + good)
         (nodes.nodes[missing].root / path).unlink()
-        await engine.sweep()
-        assert_correct(engine, names)  # the tampered node's version is still 1.0
+        await engine.sweep(checksums=True)
+        assert_correct(engine, names, checksums=True)  # the tampered node's version is still 1.0
         for name in (tampered, missing):
             assert engine.transport.sent[name] > len(probe.probe_body()), engine.transport.sent
         assert all(v < 300 for v in short(engine, names[2:]).values()), short(engine, names)
+        installed.write_bytes(good)
+
+        # A liveness sweep: a missing or empty file gets the body; a truncated one is sourced and
+        # its report, with no end record, is garbled: never an unremarked healthy status.
+        damaged = nodes.nodes[names[2]].root / path
+        for cut in (len(good) // 4, len(good) // 2, len(good) - 12):
+            damaged.write_bytes(good[:cut])
+            await engine.sweep()
+            status = engine.statuses[names[2]]
+            assert status.ssh == SSHState.GARBLED, (cut, status.ssh, status.error)
+            assert status.error.startswith("garbled probe output: probe report truncated"), status.error
+            assert_correct(engine, names[:2])
+        damaged.write_bytes(b"")
+        await engine.sweep()
+        assert_correct(engine, names)
+        for name in (missing, names[2]):
+            assert engine.transport.sent[name] > len(probe.probe_body()), engine.transport.sent
+        assert short(engine, [tampered])[tampered] < 300, short(engine, names)
     finally:
         await engine.close()
         kill_web(nodes)

@@ -1,7 +1,8 @@
 # pltui probe: report one node's state on stdout, one record per line.
 #
-# Installed by bootstrap as ROOT/.pltui/probe-<sha256 prefix>.sh and sourced by /bin/sh when its
-# digest matches (else sent on stdin to `sh -s`; see pltui/probe.py). Its parameters come from
+# Installed by bootstrap as ROOT/.pltui/probe-<sha256 prefix>.sh: liveness probes source it in
+# the login shell (`. F; exit`: it must not rely on being its own process), checksum probes run
+# it as `/bin/sh F` when its digest matches; else it is sent on stdin to `sh -s` (pltui/probe.py). Its parameters come from
 # the fleet file on every sweep, as positional arguments, in this order:
 #   ROOT              the service root (the probe writes only .pltui/digests*, on checksum probes)
 #   VERSION_FILE      file holding the service version, relative to ROOT

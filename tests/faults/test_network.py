@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from pltui import fleet as fleet_mod
+from pltui import probe as probe_mod
 from pltui.actions.exec import ExecAction
 from pltui.actions.repair import RepairAction
 from pltui.model import NodeUpdated, SSHState
@@ -274,18 +275,22 @@ async def test_hanging_and_endless_probe_commands_real_sshd(make_sshd_fleet, tmp
     Path(sshd.nodes["sshd003"].root, "FLOOD").write_text("")
     engine = Engine(fleet_mod.load(sshd.fleet_path), state_dir=tmp_path / "state")
     try:
-        started = time.monotonic()
-        await engine.sweep()
-        elapsed = time.monotonic() - started
+        for installed in (False, True):  # the body sent, then the installed probe (liveness sweeps)
+            if installed:
+                for node in engine.fleet.nodes.values():
+                    await probe_mod.install(engine.transport, node)
+            started = time.monotonic()
+            await engine.sweep()
+            elapsed = time.monotonic() - started
+            s = engine.statuses
+            assert s["sshd001"].ssh == SSHState.TIMEOUT and s["sshd002"].ssh == SSHState.TIMEOUT, (s["sshd001"], s["sshd002"])
+            assert s["sshd003"].ssh == SSHState.OK and s["sshd003"].protocol == ENDLESS_NEEDLE  # only the first line
+            assert s["sshd004"].ssh == SSHState.OK and s["sshd004"].protocol == "7"
+            assert elapsed < 3 + 5, elapsed
+            assert not await wait_gone(ENDLESS_NEEDLE), f"a probe's endless command lives on ({installed=})"
+            assert not await wait_gone(HANG_NEEDLE), f"a probe's hanging command lives on ({installed=})"
     finally:
         await engine.close()
-    s = engine.statuses
-    assert s["sshd001"].ssh == SSHState.TIMEOUT and s["sshd002"].ssh == SSHState.TIMEOUT, (s["sshd001"], s["sshd002"])
-    assert s["sshd003"].ssh == SSHState.OK and s["sshd003"].protocol == ENDLESS_NEEDLE  # only the first line
-    assert s["sshd004"].ssh == SSHState.OK and s["sshd004"].protocol == "7"
-    assert elapsed < 3 + 5, elapsed
-    assert not await wait_gone(ENDLESS_NEEDLE), "a probe's endless command lives on after its timeout"
-    assert not await wait_gone(HANG_NEEDLE), "a probe's hanging command lives on after its timeout"
 
 
 async def test_exec_output_that_never_ends_real_sshd(make_sshd_fleet, tmp_path):
