@@ -391,9 +391,11 @@ def _finish(rep: _Report, fleet: Fleet, node: Node, checksums: bool) -> NodeStat
     if rep.hb_bad:  # a heartbeat with bad lines is not trusted at all
         rep.hb_time, rep.hb_procs = None, {}
     interval = fleet.service.monitor_interval
-    hb_fresh = rep.hb_time is not None and status.clock - rep.hb_time <= HEARTBEAT_STALE_INTERVALS * interval
+    clock = status.clock
+    assert clock is not None  # parse() refuses a report without its clock record
+    hb_fresh = rep.hb_time is not None and clock - rep.hb_time <= HEARTBEAT_STALE_INTERVALS * interval
     if rep.hb_time is not None:
-        status.heartbeat_age = max(0.0, status.clock - rep.hb_time)
+        status.heartbeat_age = max(0.0, clock - rep.hb_time)
     mpid, mstate = rep.monitor_pid
     status.monitor_pid = mpid
     if rep.noroot or (mpid is None and rep.hb_time is None):

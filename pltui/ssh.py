@@ -27,7 +27,7 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 import asyncssh
 
@@ -104,7 +104,7 @@ class Transport:
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}  # least recently used first
         self._in_use: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._keys: dict[str, list] = {}
+        self._keys: dict[str, Sequence[asyncssh.SSHKeyPair]] = {}
         self._config = [s.config] if s.config else ()
         # Jump hosts: one shared connection per chain prefix, every hop opened by _open (fleet
         # host-key policy); a failed bastion fails its nodes at once for a while.
@@ -117,7 +117,7 @@ class Transport:
     def _client_keys(self, identity_file: str | None):
         if identity_file is None:
             return ()
-        keys = self._keys.get(identity_file)
+        keys: Sequence[asyncssh.SSHKeyPair] | None = self._keys.get(identity_file)
         if keys is None:
             try:
                 keys = asyncssh.load_keypairs([identity_file])
@@ -399,7 +399,7 @@ class Transport:
         out = bytearray()
         err = bytearray()
         truncated = False
-        proc = None
+        proc: asyncssh.SSHClientProcess | None = None
 
         sent = len(command.encode())
         first = asyncio.Event()  # stdout's first bytes (or its end) arrived: an OnRequest decides
@@ -411,6 +411,7 @@ class Transport:
                 if not chunk:
                     first.set()
                     return
+                assert proc is not None  # the pumps start once the process exists
                 if stream is proc.stdout and isinstance(input, OnRequest) and len(buf) + len(chunk) >= len(input.marker):
                     first.set()
                 room = cap - len(buf)

@@ -29,4 +29,6 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # Lint first: errors and likely bugs only ([tool.ruff.lint] in pyproject.toml), never style.
 python3 -m ruff check --quiet pltui tests bench
+# The engine's types ([tool.mypy] in pyproject.toml lists its modules).
+python3 -m mypy
 exec python3 -m pytest -q -n 2 --dist loadgroup "$@"  # loadgroup: test_shells.py shares one fleet
