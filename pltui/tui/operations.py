@@ -113,8 +113,11 @@ def plan_text(plan: dict) -> Text:
 
 def rollout_plan_text(plan: dict) -> Text:
     """A rollout's plan for its review: the stages and batches first (what the options change),
-    without what the review's own lines already say (kind, mode, reload, failhard)."""
-    rest = {k: v for k, v in plan.items() if k not in ("stages", "kind", "mode", "reload", "failhard")}
+    without what the review's own lines already say (kind, mode, reload, failhard, the bundle as
+    typed) and without the id a re-build changes (the progress screen and report name it)."""
+    rest = {k: v for k, v in plan.items() if k not in ("stages", "kind", "mode", "reload", "failhard", "action_id")}
+    if isinstance(rest.get("bundle"), dict):
+        rest["bundle"] = {k: v for k, v in rest["bundle"].items() if k not in ("source", "tarball")}
     return plan_text({"stages": plan.get("stages", []), **rest})
 
 
