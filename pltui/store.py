@@ -347,6 +347,26 @@ class Store:
                               f"ORDER BY id DESC LIMIT ?", (*nodes, limit))
         return [{"node": r[0], "time": r[1], "sweep_id": r[2], "changes": json.loads(r[3])} for r in reversed(rows)]
 
+    def last_answered(self) -> dict[str, float]:
+        """node -> time of its last observation recorded while it answered over SSH (ssh ok).
+
+        Read-only, for a console that starts while a node is down: without it, "last answered"
+        would only count from the console's start. Observations hold changed fields only, so
+        the ssh state is carried forward row by row; the time is the last change recorded while
+        the node answered (it may have answered again later with nothing new to record)."""
+        rows = self._read("SELECT node, time, CASE WHEN json_valid(fields) THEN json_extract(fields, '$.ssh') END "
+                          "FROM observations ORDER BY node, time, id")
+        out: dict[str, float] = {}
+        node, ssh = None, None
+        for name, when, changed in rows:
+            if name != node:
+                node, ssh = name, None
+            if changed is not None:
+                ssh = changed
+            if ssh == "ok":
+                out[name] = when
+        return out
+
     # -- events and audit -------------------------------------------------------------------
 
     def event(self, level: str, kind: str, message: str, node: str | None = None) -> None:

@@ -455,6 +455,11 @@ class Engine:
         while self._store_call(lambda s: s.prune_batch(before)):
             await asyncio.sleep(0)
 
+    def last_answered(self) -> dict[str, float]:
+        """node -> when the store last recorded it answering (Store.last_answered); empty
+        without a usable store. For a console's "last answered" of nodes down at its start."""
+        return self._store_call(lambda s: s.last_answered()) or {}
+
     def last_checksum_time(self) -> float | None:
         last = self._store_call(lambda s: s.last_sweep(checksums=True))
         return last["finished"] if last else None

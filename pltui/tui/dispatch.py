@@ -173,6 +173,19 @@ def rollout_options(text: str) -> tuple[str, RolloutOptions]:
     return args.bundle, RolloutOptions(args.reload, args.failhard, args.batch, args.parallel, args.max_fail)
 
 
+def rebuild_rollout(ctx: BuildContext, action: Action, opts: RolloutOptions) -> tuple[Action, dict]:
+    """The reviewed rollout again with other options (same bundle, same nodes), so the plan the
+    review shows is always the one that runs. Nothing touches a node or the store; ActionError
+    names a bad option as the CLI would."""
+    module = _import(SPECS["rollout"])
+    stages = module.build_stages(ctx.fleet, list(action.nodes), batch=opts.batch, max_fail=opts.max_fail,
+                                 parallel=opts.parallel)
+    new = module.Rollout.new(ctx.fleet, ctx.engine.transport, ctx.engine.store, action.bundle, stages,
+                             reload=opts.reload, failhard=opts.failhard, state_dir=ctx.state_dir,
+                             emit=ctx.emit, control=ctx.control)
+    return new, new.plan()
+
+
 def logs_options(text: str) -> tuple[str, bool]:
     """`DEST [--prune]` from the logs prompt: (dest, prune). `--prune` deletes each node's file
     once its verified copy is on disk, as `pltui logs --prune`."""

@@ -17,7 +17,8 @@ from pltui.fleet import FleetError, save_group
 from pltui.nodesets import fold
 from pltui.sanitize import clean_line
 from pltui.store import StoreError
-from pltui.tui.dispatch import SPECS, ActionRun, BuildContext, NotAvailable, build, logs_options, resolve
+from pltui.tui.dispatch import (SPECS, ActionRun, BuildContext, NotAvailable, build, logs_options, rebuild_rollout,
+                                resolve, rollout_options)
 from pltui.tui.screens.confirm import ConfirmScreen
 from pltui.tui.shell import SSH_FAILED, ShellRefused, run_shell, shell_argv
 from pltui.tui.screens.progress import ProgressScreen
@@ -108,6 +109,16 @@ def plan_text(plan: dict) -> Text:
             out.append(f"{clean_line(key, 40)}: ", "bold")
             out.append(_short(value) + "\n")
     return out
+
+
+def rollout_plan_text(plan: dict) -> Text:
+    """A rollout's plan for its review: the stages and batches first (what the options change),
+    without what the review's own lines already say (kind, mode, reload, failhard, the bundle as
+    typed) and without the id a re-build changes (the progress screen and report name it)."""
+    rest = {k: v for k, v in plan.items() if k not in ("stages", "kind", "mode", "reload", "failhard", "action_id")}
+    if isinstance(rest.get("bundle"), dict):
+        rest["bundle"] = {k: v for k, v in rest["bundle"].items() if k not in ("source", "tarball")}
+    return plan_text({"stages": plan.get("stages", []), **rest})
 
 
 class Operations:
@@ -210,21 +221,50 @@ class Operations:
             self.notify(clean_line(f"{type(exc).__name__}: {exc}", 500), title=f"{spec.name} cannot start",
                         severity="error")
             return
+        reviewed = await self._review(spec, ctx, action, plan, option)
+        if reviewed is None:
+            return
+        action, plan = reviewed
+        self._launch(spec, action, control, plan)
+
+    async def _review(self, spec, ctx: BuildContext, action, plan: dict, option: str | None):
+        """What will happen, to which nodes, and the plan; the (action, plan) the operator said
+        yes to (default No), or None."""
         count = len(action.nodes)
         question = Text(end="")
         question.append(f"{spec.title} {count} node{'s' if count != 1 else ''}?", "bold")
+        if spec.name == "rollout" and hasattr(action, "bundle"):
+            return await self._review_rollout(ctx, action, plan, option or "", question)
         if option:
             question.append(f"\n{'bundle' if spec.name == 'rollout' else 'command' if spec.name == 'exec' else 'into'}: "
                             f"{clean_line(option, 200)}")
         question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
         if spec.typed_confirm:
             if not await self._typed_confirmation(spec.name, count, question):
-                return
+                return None
         elif not await self.push_screen_wait(ConfirmScreen(f"{spec.name}: review and confirm", question,
                                                            plan_text(plan), yes=f"{spec.name} {count} nodes")):
             self.notify(f"{spec.name} cancelled")
-            return
-        self._launch(spec, action, control, plan)
+            return None
+        return action, plan
+
+    async def _review_rollout(self, ctx: BuildContext, action, plan: dict, option: str, question: Text):
+        """The rollout review where its options can still change (RolloutReviewScreen): the
+        (action, plan) the operator said yes to, or None for no. Options typed after the bundle
+        in its prompt are where it starts."""
+        from pltui.tui.screens.rolloutreview import RolloutReviewScreen
+
+        bundle, opts = rollout_options(option)
+        question.append(f"\nbundle: {clean_line(bundle, 200)}")
+        question.append(f"\nnodes: {clean_line(fold(action.nodes), 300)}")
+        count = len(action.nodes)
+        screen = RolloutReviewScreen("rollout: review and confirm", question, opts, action, plan,
+                                     rebuild=lambda new: rebuild_rollout(ctx, screen.rollout, new),
+                                     render=rollout_plan_text, yes=f"rollout {count} nodes")
+        if not await self.push_screen_wait(screen):
+            self.notify("rollout cancelled")
+            return None
+        return screen.rollout, screen.rollout_plan
 
     def _launch(self, spec, action, control: Control, plan) -> None:
         """Run a reviewed action in the background and show its progress screen."""

@@ -37,7 +37,8 @@ class ConsoleView:
         self.styles: dict[str, Style] = {}
         self._group_cache: dict[str, str] = {}
         self._frozen: tuple[dict, object] | None = None
-        self.answered: dict[str, float] = {}     # node -> when it last answered (seen by this console)
+        # node -> when it last answered: from the store for nodes down at start, then as seen
+        self.answered: dict[str, float] = dict(engine.last_answered()) if hasattr(engine, "last_answered") else {}
         for _name, status in engine.statuses.items():
             self.note(status)
 

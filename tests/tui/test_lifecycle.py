@@ -143,3 +143,71 @@ async def test_readonly_console_refuses_logs_prune(engine, console):
         await pilot.pause(0.3)
         assert app.screen is app.main and not app.runs
         assert any("read-only" in str(n.message) for n in app._notifications)
+
+
+def _bundle(tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "bin").mkdir(parents=True)
+    (bundle / "VERSION").write_text("2.5.0\n")
+    (bundle / "bin" / "proxy").write_text("#!/bin/sh\n")
+    return bundle
+
+
+async def test_rollout_review_changes_its_options_and_runs_with_them(engine, console, tmp_path):
+    """e/f toggle reload and failhard, b sets the batch sizes; the plan shown is re-built each
+    time and the rollout that runs is the one reviewed. A bad value is refused in one line."""
+    bundle = _bundle(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fed(pilot, engine)
+        app.run_command("mark node[01-04]")
+        app.run_command(f"rollout {bundle}")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
+        review = app.screen
+        await wait_text(pilot, "reload off", "failhard off", "batch fleet")
+        await pilot.press("e", "f")
+        await wait_text(pilot, "reload on", "failhard on")
+        await pilot.press("b")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = "0%%"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.screen is review)
+        assert await wait_for(pilot, lambda: any("bad batch size '0%%'" in str(n.message)
+                                                 for n in app._notifications))   # one line, says what
+        assert review.opts.batch is None
+        await pilot.press("p")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = "x"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.screen is review)
+        assert await wait_for(pilot, lambda: any("--parallel 'x': not a whole number" in str(n.message)
+                                                 for n in app._notifications))
+        assert review.opts.parallel is None
+        await pilot.press("b")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = "2"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.screen is review)
+        await wait_text(pilot, "batch 2", "batches 2, 2")          # the plan shown is the new one
+        assert "rollout 4 nodes" in screen_text(app) and "no (default)" in screen_text(app)
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: bool(app.runs), timeout=30)
+        action = app.runs[0].action
+        assert action is review.rollout
+        assert action.state["reload"] is True and action.state["failhard"] is True
+        assert [len(b) for s in action.stages for b in s.batches] == [2, 2]
+        assert await wait_for(pilot, lambda: app.runs[0].finished, timeout=90)
+
+
+async def test_rollout_review_starts_from_the_options_typed_after_the_bundle(engine, console, tmp_path):
+    bundle = _bundle(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fed(pilot, engine)
+        app.run_command("mark node[01-03]")
+        app.run_command(f"rollout {bundle} --reload --batch 1 --parallel 2")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
+        await wait_text(pilot, "reload on", "batch 1", "parallel 2", "batches 1, 1, 1")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is app.main)
+        assert not app.runs

@@ -9,6 +9,7 @@ the console's clock is frozen, the store holds rows at fixed times. Update with
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from conftest import wait_for, wait_text
@@ -212,6 +213,80 @@ def test_filter_prompt_80x24(snap_compare, app_for):
         await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "PromptScreen")
         pilot.app.screen.query_one("Input").value = "down"
         await wait_for(pilot, lambda: pilot.app.main.table.row_count == 4)
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+# -- the rollout review with its options, and :rollouts ------------------------------------------
+
+
+def _bundle_here(tmp_path, monkeypatch) -> str:
+    """A real bundle, typed as a relative name (the review shows the bundle as typed: no
+    temporary path in the snapshot)."""
+    bundle = tmp_path / "cdn-2.5.0"
+    (bundle / "bin").mkdir(parents=True)
+    (bundle / "VERSION").write_text("2.5.0\n")
+    (bundle / "bin" / "proxy").write_text("#!/bin/sh\n")
+    for path in (bundle / "bin" / "proxy", bundle / "VERSION", bundle / "bin", bundle):
+        os.utime(path, (FROZEN_NOW, FROZEN_NOW))      # mtimes are kept in the tarball: a fixed digest
+    monkeypatch.chdir(tmp_path)
+    return "cdn-2.5.0"
+
+
+def test_rollout_review_options_80x24(snap_compare, app_for, tmp_path, monkeypatch):
+    bundle = _bundle_here(tmp_path, monkeypatch)
+
+    async def before(pilot):
+        app = pilot.app
+        await _fed(pilot)
+        app.main.set_marks([f"node{i:02d}" for i in range(1, 7)])
+        app.run_command(f"rollout {bundle} --failhard")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RolloutReviewScreen", timeout=30)
+        await pilot.press("e", "b")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
+        app.screen.query_one("Input").value = "2"
+        await pilot.press("enter")
+        await wait_text(pilot, "reload on", "failhard on", "batch 2", "batches 2, 2, 2", "max_fail")
+        await _quiet(pilot)
+
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)
+
+
+def _seed_rollouts(engine, tmp_path) -> None:
+    """Two saved rollouts at fixed times: one halted half-way, one done."""
+    from pltui.actions.bundle import Bundle
+    from pltui.actions.rollout import Rollout, build_stages
+
+    src = tmp_path / "b"
+    (src / "bin").mkdir(parents=True)
+    (src / "VERSION").write_text("2.5.0\n")
+    (src / "bin" / "proxy").write_text("#!/bin/sh\n")
+    bundle = Bundle.open(src, tmp_path / "bundles")
+    fleet, store = engine.fleet, engine.store
+    for action_id, phases, status, why, at in (
+            ("rollout-20270115-070000-aaa111", ["done"] * 4, "done", None, FROZEN_NOW - 7200),
+            ("rollout-20270115-080000-bbb222", ["done", "done", "failed", "pending"], "halted",
+             "batch 2 failed on node03 (health check: timeout)", FROZEN_NOW - 600)):
+        names = [f"node{i:02d}" for i in range(1, 5)]
+        action = Rollout.new(fleet, engine.transport, store, bundle, build_stages(fleet, names, batch="2"),
+                             action_id=action_id)
+        for name, phase in zip(names, phases):
+            action.state["nodes"][name]["phase"] = phase
+        action.state["status"], action.state["stopped_because"] = status, why
+        store.save_action(action_id, "rollout", status, action.state)
+        with store.db:
+            store.db.execute("UPDATE actions SET started=?, updated=?, owner=? WHERE id=?",
+                             (at - 60, at, "ops@console", action_id))
+
+
+def test_rollouts_screen_80x24(snap_compare, app_for, sync_engine, tmp_path):
+    _seed_rollouts(sync_engine, tmp_path)
+
+    async def before(pilot):
+        await _fed(pilot)
+        pilot.app.run_command("rollouts")
+        await wait_text(pilot, "2 saved rollouts", "rollout-20270115-080000-bbb222", "stopped because")
         await _quiet(pilot)
 
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=before)

@@ -39,13 +39,17 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.question, id="confirm-question")
             if self.body is not None:
                 with VerticalScroll(id="confirm-body"):
-                    yield Static(self.body)
-            keys = Text(end="")
-            keys.append(" y ", "reverse bold")
-            keys.append(f" {self.yes}    ")
-            keys.append(" n ", "reverse")
-            keys.append(" / esc / enter  no (default)")
-            yield Static(keys, id="confirm-keys")
+                    yield Static(self.body, id="confirm-plan")
+            yield Static(self.key_text(), id="confirm-keys")
+
+    def key_text(self) -> Text:
+        """The answer keys (a subclass adds its own lines below them)."""
+        keys = Text(end="")
+        keys.append(" y ", "reverse bold")
+        keys.append(f" {self.yes}    ")
+        keys.append(" n ", "reverse")
+        keys.append(" / esc / enter  no (default)")
+        return keys
 
     def on_mount(self) -> None:
         self._fit_body()
@@ -61,7 +65,8 @@ class ConfirmScreen(ModalScreen[bool]):
             return
         width = max(20, min(76, int(self.app.size.width * 0.96)) - 4)
         question = sum(max(1, -(-len(line) // width)) for line in self.question.plain.split("\n"))
-        fixed = 2 + 1 + 2 + question + 2 + 2 + 2      # borders, title, margins, keys, body border, slack
+        keys = len(self.key_text().plain.split("\n"))
+        fixed = 2 + 1 + 2 + question + 1 + keys + 2 + 2      # borders, title, margins, keys, body border, slack
         self.query_one("#confirm-body").styles.max_height = max(3, self.app.size.height - fixed)
 
     def action_answer(self, value: bool) -> None:

@@ -59,7 +59,7 @@ FILTER_HELP = [
 COMMAND_HELP = [
     (":sweep :checksums", "as s, S"),
     (":heal", "as h"),
-    (":rollout BUNDLE", "with --reload --failhard --batch B --parallel N --max-fail F"),
+    (":rollout BUNDLE", "options after it, or in the review: e reload f failhard b batch p parallel m max_fail"),
     (":rollouts", "past and interrupted rollouts: R resume, B roll back"),
     (":start :stop", "start / stop the service's processes"),
     (":restart :reload", "restart them; reload without a restart"),

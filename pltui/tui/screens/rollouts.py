@@ -51,8 +51,9 @@ class RolloutsScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label, width in (("id", "rollout", 30), ("status", "status", 12), ("version", "version", 10),
-                                  ("nodes", "nodes", 6), ("updated", "saved", 16)):
+        # 78 columns with the cell padding: the saved time is whole at 80x24
+        for key, label, width in (("id", "rollout", 30), ("status", "status", 11), ("version", "version", 8),
+                                  ("nodes", "nodes", 5), ("updated", "saved", 14)):
             table.add_column(Text(label, style="bold"), key=key, width=width)
         self.docs: dict[str, dict] = {}
         store = self.app.view.engine.store
