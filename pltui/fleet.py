@@ -39,7 +39,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from pltui.fleetcheck import Checker, Locator, parse_batches, parse_budget, root_relative_problem
+from pltui.fleetcheck import Checker, Locator, parse_batches, parse_budget, root_relative_problem, ssh_word_problem
 from pltui.fleetload import _syntax_error, load, loads
 from pltui.fleetmodel import (
     DEFAULT_TRACK, HEAL_POLICIES, HOST_KEY_POLICIES, NAME_RE, NODE_NAME_RE, Fleet, FleetError, Node, ProcessSpec,
@@ -49,7 +49,7 @@ from pltui.fleetmodel import (
 __all__ = [
     "DEFAULT_TRACK", "HEAL_POLICIES", "HOST_KEY_POLICIES", "NAME_RE", "NODE_NAME_RE", "Checker", "Fleet", "FleetError",
     "Locator", "Node", "ProcessSpec", "RolloutSettings", "SSHSettings", "ServiceSpec", "Stage", "StoreSettings",
-    "SweepSettings", "dumps", "load", "loads", "parse_batches", "parse_budget", "root_relative_problem", "save_group",
+    "SweepSettings", "dumps", "load", "loads", "parse_batches", "parse_budget", "root_relative_problem", "save_group", "ssh_word_problem",
 ]
 
 

@@ -90,8 +90,16 @@ class Locator:
         return header_line
 
 
-# One jump host as the transport supports it: [user@]host[:port] (no chain, no option).
-_JUMP_RE = re.compile(r"^(?:([^@:,/]+)@)?([^@:,/\[\]]+)(?::(\d{1,5}))?$")
+def ssh_word_problem(value: str) -> str | None:
+    """Why `value` must not stand as one word on an ssh command line (None when it may): a host
+    or user starting with `-` is read as an option (`-oProxyCommand=...` runs a command here),
+    whitespace or control characters split or forge arguments and lines."""
+    bad_char = next((c for c in value if c.isspace() or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
+    if bad_char is not None:
+        return f"holds whitespace or control characters (found {bad_char!r}): not one ssh word"
+    if value.startswith("-"):
+        return f"starts with '-': ssh would read {value[:40]!r} as an option"
+    return None
 
 
 def root_relative_problem(path: str) -> str | None:
@@ -167,18 +175,10 @@ class Checker:
         value = self.text_value(table, data, key, default)
         if value is None or key not in data or value == default:
             return value
-        bad_char = next((c for c in value if c.isspace() or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
-        if bad_char is not None:
-            self.problem(table, key, f"must not contain whitespace or control characters (found {bad_char!r})")
+        why = ssh_word_problem(value)
+        if why:
+            self.problem(table, key, why)
             return default
-        if value.startswith("-"):
-            self.problem(table, key, f"must not start with '-' (ssh would read {value[:40]!r} as an option)")
-            return default
-        if key == "proxy_jump":
-            hop = _JUMP_RE.match(value)
-            if not hop or not 1 <= int(hop.group(3) or 22) <= 65535 or hop.group(2).startswith("-"):
-                self.problem(table, key, f"{value[:60]!r}: expected one jump host, [user@]host[:port]")
-                return default
         return value
 
     def int_value(self, table: str, data: dict, key: str, default: int, low: int, high: int) -> int:

@@ -12,15 +12,14 @@ terminal comes back the console can say "Connection refused" instead of "exited 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
 
-from pltui.fleet import Fleet, Node
+from pltui.fleet import Fleet, Node, ssh_word_problem
+from pltui.jumps import check_jump
 from pltui.ssh import ssh_command_line
 from pltui.sanitize import clean_line
 
-_BAD = re.compile(r"[\s\x00-\x1f\x7f]")
 SSH_FAILED = 255      # OpenSSH's own failure status; anything else is the remote shell's
 
 
@@ -29,11 +28,12 @@ class ShellRefused(ValueError):
 
 
 def _check(what: str, value: str | None, node: str) -> None:
+    """The fleet loader's own checks (ssh_word_problem; check_jump for a ProxyJump chain)."""
     if value is None:
         return
-    if not value or value.startswith("-") or _BAD.search(value):
-        raise ShellRefused(f"node {node}: {what} {value!r} is not usable on an ssh command line "
-                           f"(empty, starts with '-', or holds spaces or control characters)")
+    why = "is empty" if not value else check_jump(value) if what == "proxy_jump" else ssh_word_problem(value)
+    if why:
+        raise ShellRefused(f"node {node}: {what} {value!r} is not usable on an ssh command line: {why}")
 
 
 def shell_argv(fleet: Fleet, node: Node, log_file: str | None = None) -> list[str]:
