@@ -11,6 +11,7 @@ import shlex
 
 from rich.text import Text
 
+from pltui.actions.repair import check_path
 from pltui.consensus import Consensus
 from pltui.fleet import Fleet
 from pltui.model import NodeStatus
@@ -56,16 +57,13 @@ def tail_command(root: str, lines: int = TAIL_LINES, logs=()) -> str:
 
 def cat_command(root: str, path: str) -> str:
     """The file at `path` (relative to the root), if regular and not too big."""
-    safe_relative(path)
-    quoted = shlex.quote(path)
+    relative, why = check_path(path)  # the rule repair applies to the same drifted files
+    if relative is None:
+        raise RemoteError(f"refusing path {path!r}: {why}")
+    quoted = shlex.quote(relative)
     return (f"cd {shell_path(root)} || exit 3; [ -f {quoted} ] || {{ echo 'not a regular file' >&2; exit 4; }}; "
             f"size=$(wc -c < {quoted}); [ \"$size\" -le {FILE_MAX} ] || "
             f"{{ echo \"too big to diff ($size bytes)\" >&2; exit 5; }}; cat {quoted}")
-
-
-def safe_relative(path: str) -> None:
-    if not path or path.startswith("/") or ".." in path.split("/"):
-        raise RemoteError(f"refusing path {path!r}: not relative to the service root")
 
 
 async def fetch(transport, node, command: str, limit: int) -> bytes:
