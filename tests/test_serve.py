@@ -20,6 +20,7 @@ from pltui.model import NodeUpdated
 from pltui.paths import fleet_dir
 from pltui.store import Store
 from pltui.sweep import Engine
+from rigs.sshd_fleet import free_port
 
 SSH = {"connect_timeout": "2s", "command_timeout": "30s"}
 QUIET = {"interval": "1h", "checksum_interval": "24h"}  # sweeps after the first only on request
@@ -228,14 +229,6 @@ async def test_attach_hooks_get_the_events_and_a_failing_hook_is_logged(make_sim
     assert text.rstrip().endswith("stopped; sweep lock released")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_serve_metrics_endpoint_is_scraped_and_a_taken_port_is_exit_2(make_sim_fleet, tmp_path):
     """`serve --metrics HOST:PORT`: Prometheus scrapes the sweeper; a port in use is one line, exit 2."""
     import urllib.request
@@ -244,7 +237,7 @@ async def test_serve_metrics_endpoint_is_scraped_and_a_taken_port_is_exit_2(make
 
     sim = await make_sim_fleet(2, fleet={"ssh_overrides": SSH, "sweep": QUIET})
     state, log = tmp_path / "state", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     proc = await start_server(sim.fleet_path, state, log, "--metrics", f"127.0.0.1:{port}")
     try:
         await wait_for_log(log, "finished: 2 up")

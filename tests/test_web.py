@@ -21,6 +21,7 @@ import pytest
 
 from pltui.demo.thread import SimFleetThread
 from pltui.web import console_command, is_loopback
+from rigs.sshd_fleet import free_port
 
 PLTUI = Path(sys.executable).with_name("pltui")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,12 +35,6 @@ def test_console_command_quotes_and_is_readonly_by_default():
     assert "--readonly" not in console_command("f.toml", allow_actions=True)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1") and not is_loopback("example.com")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_browser():

@@ -36,7 +36,7 @@ from pathlib import Path
 import asyncssh
 
 from pltui.demo.nodesim import known_hosts_entry, kill_pids, write_private_key
-from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, _free_port, _proc_state, listening_rows
+from rigs.sshd_fleet import SshdError, SshdFleet, _descendants, free_port, _proc_state, listening_rows
 
 CLIENT_SOURCE = "127.0.0.254"  # the client's own source address (node addresses end at .251)
 BASTION_SOURCE = "127.0.0.1"   # where a bastion's forwarded connections come from
@@ -86,7 +86,7 @@ class Bastions:
 
     def add(self, name: str, host: str) -> Bastion:
         key = asyncssh.generate_private_key("ssh-ed25519")
-        bastion = Bastion(name, host, _free_port(host), key, key)
+        bastion = Bastion(name, host, free_port(host), key, key)
         self.bastions[name] = bastion
         self.up(name)
         return bastion

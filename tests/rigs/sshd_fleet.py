@@ -169,7 +169,7 @@ def node_address(index: int) -> str:
     return f"127.0.{index // 250}.{2 + index % 250}"
 
 
-def _free_port(host: str, taken: Iterable[tuple[str, int]] = ()) -> int:
+def free_port(host: str = "127.0.0.1", taken: Iterable[tuple[str, int]] = ()) -> int:
     """A port in PORT_RANGE that binds on `host` (IPv4 or IPv6) now and is not in `taken`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
@@ -383,7 +383,7 @@ class SshdFleet(FleetFiles):
         taken: set[tuple[str, int]] = set()
         for index, name in enumerate(node_names(prefix, n)):
             host = node_address(index)
-            port = _free_port(host, taken)
+            port = free_port(host, taken)
             taken.add((host, port))
             root = nodes_dir / name
             root.mkdir(exist_ok=True)
@@ -530,7 +530,7 @@ class SshdFleet(FleetFiles):
                     for name in inst.names:
                         node = self.nodes[name]
                         if (node.host, node.port) in missing:
-                            node.port = _free_port(node.host, taken)
+                            node.port = free_port(node.host, taken)
                             taken.add((node.host, node.port))
                 else:
                     time.sleep(0.2)
