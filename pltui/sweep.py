@@ -92,7 +92,7 @@ class Engine:
         self._lock_error_said: str | None = None
         self._last_checksum: float | None = None
         self._next_prune = 0.0
-        self._scripts: dict[tuple[str, bool], str] = {}  # probe commands; the fleet never changes under an engine
+        self._commands: dict[tuple[str, bool], str] = {}  # probe commands; the fleet never changes under an engine
         self._track_of = {n: nd.track for n, nd in fleet.nodes.items()}
         self._unsaved_transitions: list[NodeTransition] = []
         self._restore()
@@ -165,10 +165,10 @@ class Engine:
     async def probe_node(self, node: Node, checksums: bool) -> NodeStatus:
         """Probe one node; always returns a status, never raises for the node's trouble."""
         timeout = self.transport.command_timeout * (CHECKSUM_TIMEOUT_FACTOR if checksums else 1)
-        command = self._scripts.get((node.name, checksums))
+        command = self._commands.get((node.name, checksums))
         if command is None:  # the installed probe if the node holds it, else the body on request
             limit = max(1, int(timeout + NODE_GRACE + 0.999))  # the node stops it a little after us
-            command = self._scripts[(node.name, checksums)] = probe.probe_command(self.fleet, node, checksums=checksums,
+            command = self._commands[(node.name, checksums)] = probe.probe_command(self.fleet, node, checksums=checksums,
                                                                                   limit=limit)
         started = time.monotonic()
         sent = time.time()
