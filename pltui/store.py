@@ -370,8 +370,7 @@ class Store:
     # -- events and audit -------------------------------------------------------------------
 
     def event(self, level: str, kind: str, message: str, node: str | None = None) -> None:
-        self._write("INSERT INTO events(time, level, node, kind, message) VALUES (?,?,?,?,?)",
-                    (time.time(), level, node, kind, message))
+        self.add_events([(time.time(), level, node, kind, message)])
 
     def add_events(self, rows: list[tuple]) -> None:
         """Several events in one transaction, each (time, level, node, kind, message): a sweep's
@@ -447,9 +446,8 @@ class Store:
                 ("sweeps", "finished IS NOT NULL AND finished < ?", ()),
                 ("actions", f"updated < ? AND status IN ({finished})", FINISHED_ACTIONS),
             ):
-                key = "rowid"
-                cur = db.execute(f"DELETE FROM {table} WHERE {key} IN "
-                                 f"(SELECT {key} FROM {table} WHERE {where} LIMIT ?)", (before, *extra, batch))
+                cur = db.execute(f"DELETE FROM {table} WHERE rowid IN "
+                                 f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?)", (before, *extra, batch))
                 removed += max(cur.rowcount, 0)
         return removed
 
