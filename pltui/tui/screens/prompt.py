@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -18,6 +19,17 @@ from pltui.sanitize import clean_line
 from pltui.tui.screens.once import dismiss_once
 
 MAX_INPUT = 4096
+
+
+class CleanInput(Input):
+    """An Input that never holds escapes or control bytes: a paste is cleaned before Input's own
+    handler inserts it (Textual calls this class's `_on_paste`, then Input's, with the same
+    event). Cleaning only on `Changed` left a frame where the raw bytes were on screen, and an
+    Enter handled before that `Changed` submitted them."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        if event.text:
+            event.text = clean_line(event.text.splitlines()[0], MAX_INPUT)
 
 
 class PromptScreen(ModalScreen[str | None]):
@@ -39,7 +51,7 @@ class PromptScreen(ModalScreen[str | None]):
         with Vertical(classes="modal-box prompt-box"):
             yield Static(Text(self.title_text, style="bold", end=""))
             suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
-            yield Input(value=self.value, placeholder=self.placeholder, suggester=suggester, id="prompt-input")
+            yield CleanInput(value=self.value, placeholder=self.placeholder, suggester=suggester, id="prompt-input")
             if self.hint.plain:
                 yield Static(self.hint, classes="hint")
 
@@ -58,7 +70,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        dismiss_once(self, event.value)
+        dismiss_once(self, clean_line(event.value, MAX_INPUT))
 
     def action_cancel(self) -> None:
         dismiss_once(self, None)
